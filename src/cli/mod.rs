@@ -1,0 +1,62 @@
+//! Command-line interface: one module per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "taskdeck", version, about = "A terminal operations console for task-graph workflows")]
+pub struct Cli {
+    /// Config file (default: config.toml in the platform config dir).
+    #[arg(long, global = true, env = "TASKDECK_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run workflows.
+    Run(RunArgs),
+    /// Check workflow files and report every problem at once.
+    Validate(ValidateArgs),
+    /// Show a workflow's graph: levels, critical path, topological order.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Workflow files (TOML or JSON).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print progress lines instead of opening the console (automatic when stdout is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Headless: print only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write a JSON report of the run here when it ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+}

@@ -1,0 +1,105 @@
+//! The user's config file (`config.toml` in the platform config dir, or `--config FILE`):
+//! global context, the agent roster shared by all workflows, and engine defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::spec::{AgentSpec, Resources};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The global context layer, visible to every task of every run.
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    /// Agents available to every workflow.
+    #[serde(default)]
+    pub agents: IndexMap<String, AgentSpec>,
+    #[serde(default)]
+    pub defaults: Defaults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// Engine-wide cap on tasks running at once, across all runs.
+    pub max_parallel: u32,
+    /// Slots of the implicit `local` agent.
+    pub local_slots: u32,
+    /// The resource pool tasks draw from (`cpu` defaults to the number of cores).
+    pub resources: Resources,
+    /// Time between TERM and KILL when a task is cancelled or times out.
+    #[serde(with = "crate::spec::humantime_serde_compat")]
+    pub kill_grace: Duration,
+    /// Largest context (JSON bytes) a task may be given.
+    pub max_context_bytes: usize,
+    /// Largest outputs (JSON bytes) a task may produce.
+    pub max_output_bytes: usize,
+    /// Log lines kept in memory per task attempt (the log file keeps everything up to `max_log_bytes`).
+    pub log_lines_in_memory: usize,
+    /// Cap of one attempt's log file.
+    pub max_log_bytes: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Defaults {
+            max_parallel: 16,
+            local_slots: 16,
+            resources: Resources {
+                cpu: cores as f64,
+                memory_mb: 0,
+                gpu: 0,
+            },
+            kill_grace: Duration::from_secs(5),
+            max_context_bytes: 1 << 20,
+            max_output_bytes: 1 << 20,
+            log_lines_in_memory: 10_000,
+            max_log_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `path` if given (it must exist), else the platform config file if it exists,
+    /// else the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => match crate::paths::config_file() {
+                Some(p) => (p, false),
+                None => return Ok(Config::default()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}

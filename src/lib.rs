@@ -1,0 +1,14 @@
+//! taskdeck: a terminal operations console for task-graph workflows.
+//!
+//! The engine side (`model`, `spec`, `graph`, `engine`, `exec`) never imports the UI.
+#![deny(clippy::unwrap_used)]
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod exec;
+pub mod graph;
+pub mod logs;
+pub mod model;
+pub mod paths;
+pub mod spec;
