@@ -1,9 +1,31 @@
-use clap::Parser;
-use taskdeck::cli::Cli;
+use std::process::ExitCode;
 
-fn main() -> color_eyre::Result<()> {
-    color_eyre::install()?;
+use clap::Parser;
+use taskdeck::cli::{self, Cli, Commands};
+use taskdeck::config::Config;
+
+fn main() -> ExitCode {
+    if let Err(e) = color_eyre::install() {
+        eprintln!("taskdeck: {e}");
+    }
     let cli = Cli::parse();
-    let _ = cli;
-    Ok(())
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("taskdeck: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Commands::Run(args) => cli::run::run(args, config),
+        Commands::Validate(args) => cli::validate::run(args, &config),
+        Commands::Graph(args) => cli::graph::run(args, &config),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("taskdeck: {e:?}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -60,3 +60,7 @@ pub struct GraphArgs {
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
 }
+
+pub mod graph;
+pub mod run;
+pub mod validate;
