@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "taskdeck", version, about = "A terminal operations console for task-graph workflows")]
+#[command(
+    name = "taskdeck",
+    version,
+    about = "A terminal operations console for task-graph workflows"
+)]
 pub struct Cli {
     /// Config file (default: config.toml in the platform config dir).
     #[arg(long, global = true, env = "TASKDECK_CONFIG")]
@@ -38,6 +42,9 @@ pub struct RunArgs {
     /// Write a JSON report of the run here when it ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Headless: approve tasks that wait for approval as soon as they do.
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 #[derive(Debug, clap::Args)]
