@@ -273,6 +273,7 @@ fn to_lines(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -139,6 +139,7 @@ pub(crate) fn rfc3339(ts: Millis) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
