@@ -312,6 +312,15 @@ impl Run {
         self.index.classes[class].heap.push(key);
     }
 
+    /// Puts a parked task back in its ready queue (if it is still ready).
+    fn requeue(&mut self, t: TaskIdx) {
+        if self.tasks[t as usize].state == TaskState::Ready {
+            let key = self.ready_key(t);
+            let c = self.index.class_of[t as usize] as usize;
+            self.index.classes[c].heap.push(key);
+        }
+    }
+
     /// A task whose needs are all satisfied is ready, unless the engine must first evaluate its
     /// `when` or ask for approval (it emits the event that decides).
     fn on_unblocked(&mut self, t: TaskIdx) {
@@ -990,17 +999,17 @@ impl EngineState {
         self.active = self.active.saturating_sub(1);
         let spec = &run.workflow.tasks[t as usize];
         sub_resources(&mut self.pool_used, &spec.resources);
-        if !spec.resources.is_zero() {
-            let waiting = std::mem::take(&mut run.index.waiting_resources);
-            for w in waiting {
-                if run.tasks[w as usize].state == TaskState::Ready {
-                    let key = run.ready_key(w);
-                    let c = run.index.class_of[w as usize] as usize;
-                    run.index.classes[c].heap.push(key);
+        let freed_resources = !spec.resources.is_zero();
+        let locks = spec.locks.clone();
+        if freed_resources {
+            // Tasks of any run may wait for resources.
+            for r in self.runs.values_mut() {
+                for w in std::mem::take(&mut r.index.waiting_resources) {
+                    r.requeue(w);
                 }
             }
         }
-        for l in spec.locks.clone() {
+        for l in locks {
             if self
                 .locks
                 .get(&l)
@@ -1010,14 +1019,8 @@ impl EngineState {
             }
             // Tasks of any run may wait on this lock.
             for r in self.runs.values_mut() {
-                if let Some(waiting) = r.index.waiting_lock.remove(&l) {
-                    for w in waiting {
-                        if r.tasks[w as usize].state == TaskState::Ready {
-                            let key = r.ready_key(w);
-                            let c = r.index.class_of[w as usize] as usize;
-                            r.index.classes[c].heap.push(key);
-                        }
-                    }
+                for w in r.index.waiting_lock.remove(&l).unwrap_or_default() {
+                    r.requeue(w);
                 }
             }
         }
