@@ -39,10 +39,7 @@ fn case() -> impl Strategy<Value = Case> {
         (
             needs,
             proptest::collection::vec(1u8..=10, n),
-            proptest::collection::vec(
-                proptest::sample::subsequence(vec!["a", "b", "c"], 0..=2),
-                n,
-            ),
+            proptest::collection::vec(proptest::sample::subsequence(vec!["a", "b", "c"], 0..=2), n),
             proptest::collection::vec(0u8..=2, n),
             proptest::collection::vec(proptest::bool::weighted(0.3), n),
             proptest::collection::vec(1u32..=3, n),
@@ -155,7 +152,8 @@ fn check_case(c: Case) -> Result<(), TestCaseError> {
             for need in &spec.needs {
                 let ns = run.tasks[*need as usize].state;
                 let ok = ns == TaskState::Succeeded
-                    || (ns == TaskState::Failed && run.workflow.tasks[*need as usize].continue_on_failure);
+                    || (ns == TaskState::Failed
+                        && run.workflow.tasks[*need as usize].continue_on_failure);
                 prop_assert!(ok, "t{t} started while its need t{need} was {ns}");
             }
             for l in &spec.locks {
@@ -173,7 +171,11 @@ fn check_case(c: Case) -> Result<(), TestCaseError> {
             prop_assert!(run.index.active <= m);
         }
         for a in sim.st.agents.values() {
-            prop_assert!(a.slots_used <= a.spec.slots, "agent {} over its slots", a.name);
+            prop_assert!(
+                a.slots_used <= a.spec.slots,
+                "agent {} over its slots",
+                a.name
+            );
         }
         prop_assert!(sim.st.pool_used.cpu <= 2.0 + 1e-9);
         let running = sim.running();
@@ -203,10 +205,11 @@ fn check_case(c: Case) -> Result<(), TestCaseError> {
         prop_assert!(t.state.is_terminal(), "t{i} ended {}", t.state);
         if t.state == TaskState::Blocked {
             let spec = &run.workflow.tasks[i];
-            prop_assert!(spec.needs.iter().any(|n| {
-                let s = run.tasks[*n as usize].state;
-                s != TaskState::Succeeded
-            }));
+            let has_bad_upstream = spec
+                .needs
+                .iter()
+                .any(|n| run.tasks[*n as usize].state != TaskState::Succeeded);
+            prop_assert!(has_bad_upstream, "t{} blocked without a failed upstream", i);
         }
         if t.state == TaskState::Succeeded {
             prop_assert!(started_ever.contains(&(i as u32)));

@@ -68,6 +68,9 @@ impl EngineOptions {
     }
 }
 
+/// Past events after a sequence number, and the live feed from that moment on.
+type Backlog = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 enum Request {
     Submit {
         workflow: Box<Workflow>,
@@ -83,7 +86,7 @@ enum Request {
     },
     Subscribe {
         from: u64,
-        reply: oneshot::Sender<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)>,
+        reply: oneshot::Sender<Backlog>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -656,7 +659,7 @@ impl Actor {
             self.start(d);
             budget -= 1;
             // Instant tasks may have made others ready or due for a condition check.
-            if budget % 256 == 0 {
+            if budget.is_multiple_of(256) {
                 for id in &run_ids {
                     self.check_conditions(id, &mut budget);
                 }

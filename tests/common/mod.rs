@@ -7,9 +7,7 @@ use indexmap::IndexMap;
 use taskdeck::engine::scheduler::next_dispatch;
 use taskdeck::engine::state::{EngineState, Limits};
 use taskdeck::model::{AttemptOutcome, Event, EventKind, RunId, TaskIdx, TaskState};
-use taskdeck::spec::{
-    Action, AgentSpec, Builtin, Resources, RetryPolicy, TaskSpec, Workflow,
-};
+use taskdeck::spec::{Action, AgentSpec, Builtin, Resources, RetryPolicy, TaskSpec, Workflow};
 
 pub fn task(id: &str, needs: &[TaskIdx]) -> TaskSpec {
     TaskSpec {
@@ -96,7 +94,8 @@ impl Sim {
         let due = std::mem::take(&mut self.st.runs.get_mut(&self.run).unwrap().index.to_check);
         for t in due {
             let run = &self.st.runs[&self.run];
-            let needs_approval = run.workflow.tasks[t as usize].approval && !run.tasks[t as usize].approved;
+            let needs_approval =
+                run.workflow.tasks[t as usize].approval && !run.tasks[t as usize].approved;
             if needs_approval {
                 self.emit(EventKind::TaskAwaitingApproval { task: t });
                 if approve {
