@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "taskdeck", version, about = "A terminal operations console for task-graph workflows")]
+#[command(
+    name = "taskdeck",
+    version,
+    about = "A terminal operations console for task-graph workflows"
+)]
 pub struct Cli {
     /// Config file (default: config.toml in the platform config dir).
     #[arg(long, global = true, env = "TASKDECK_CONFIG")]

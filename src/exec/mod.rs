@@ -34,7 +34,10 @@ pub struct AttemptKey {
 pub enum Purpose {
     Task,
     /// Check `check` of gate `gate`.
-    GateCheck { gate: u32, check: u32 },
+    GateCheck {
+        gate: u32,
+        check: u32,
+    },
     Compensation,
 }
 
