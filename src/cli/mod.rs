@@ -42,6 +42,9 @@ pub struct RunArgs {
     /// Write a JSON report of the run here when it ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Headless: approve tasks that wait for approval as soon as they do.
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 #[derive(Debug, clap::Args)]
