@@ -570,9 +570,9 @@ mod props {
 
             // rank: 1 + max rank of dependents.
             let deps_of = dependents(&needs);
-            for i in 0..n {
-                let want = 1 + deps_of[i].iter().map(|&d| a.rank[d as usize]).max().unwrap_or(0);
-                prop_assert_eq!(a.rank[i], want);
+            for (ds, &r) in deps_of.iter().zip(&a.rank) {
+                let want = 1 + ds.iter().map(|&d| a.rank[d as usize]).max().unwrap_or(0);
+                prop_assert_eq!(r, want);
             }
 
             // critical path: starts at a root, ends at a sink, each step is an edge, length = max rank.
