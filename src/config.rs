@@ -55,7 +55,7 @@ impl Default for Defaults {
             local_slots: 16,
             resources: Resources {
                 cpu: cores as f64,
-                memory_mb: 0,
+                memory_mb: total_memory_mb(),
                 gpu: 0,
             },
             kill_grace: Duration::from_secs(5),
@@ -102,4 +102,17 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
+}
+
+/// The machine's memory in MiB (from /proc/meminfo; 0 where unknown).
+fn total_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
 }

@@ -2,6 +2,7 @@
 //!
 //! The engine side (`model`, `spec`, `graph`, `engine`, `exec`) never imports the UI.
 #![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
 pub mod config;
@@ -12,5 +13,6 @@ pub mod graph;
 pub mod logs;
 pub mod model;
 pub mod paths;
+pub mod report;
 pub mod spec;
 pub mod template;

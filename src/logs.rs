@@ -1,46 +1,423 @@
 //! Task logs: the last lines of each attempt in memory (bounded), every line in a file per attempt
-//! (capped), and a live feed for consoles.
+//! (capped), and a live feed for consoles. The engine's own log per run is kept the same way.
 
+mod file;
+mod ring;
+
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
-use crate::exec::AttemptKey;
-use crate::model::{LogLine, LogStream};
+use crate::exec::{AttemptKey, Purpose};
+use crate::model::{LogLine, LogStream, RunId, now_millis};
+use file::LogFile;
+use ring::{Entry, Ring};
+
+/// Live feed capacity; a receiver that falls further behind gets `Lagged`.
+const FEED_CAPACITY: usize = 4096;
 
 /// Cheap to clone; shared by the engine and its executors.
 #[derive(Clone, Debug)]
 pub struct LogStore {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    lines_in_memory: usize,
+    max_file_bytes: u64,
+    feed: broadcast::Sender<LogLine>,
+    /// File errors are reported once per store, not once per line.
+    warned: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    attempts: HashMap<AttemptKey, Log>,
+    engine: HashMap<RunId, Log>,
+}
+
+/// Memory ring and file of one attempt (or of one run's engine log).
+#[derive(Debug)]
+struct Log {
+    ring: Ring,
+    file: LogFile,
 }
 
 impl LogStore {
     /// `dir` holds one file per attempt; `lines_in_memory` per attempt; `max_file_bytes` per file.
     pub fn new(dir: PathBuf, lines_in_memory: usize, max_file_bytes: u64) -> LogStore {
-        let _ = (dir, lines_in_memory, max_file_bytes);
-        todo!("logs")
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        LogStore {
+            inner: Arc::new(Inner {
+                dir,
+                lines_in_memory,
+                max_file_bytes,
+                feed,
+                warned: AtomicBool::new(false),
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 
     /// Appends a line (already redacted by the caller) and publishes it live.
     pub fn push(&self, key: &AttemptKey, stream: LogStream, line: String) {
-        let _ = (key, stream, line);
-        todo!("logs")
+        let entry = Entry {
+            ts: now_millis(),
+            stream,
+            line: line.into_boxed_str(),
+        };
+        let live = self.live_line(&key.run, Some(key.task), key.attempt, &entry);
+        {
+            let mut state = self.lock();
+            let log = state
+                .attempts
+                .entry(key.clone())
+                .or_insert_with(|| self.new_log(self.attempt_path(key)));
+            self.append(log, entry, false);
+        }
+        if let Some(l) = live {
+            let _ = self.inner.feed.send(l);
+        }
     }
 
-    /// Lines of one attempt kept in memory, from index `since` on.
+    /// Appends a line to the engine's own log of `run` (written to `<dir>/<run>/engine.log`).
+    pub fn push_system(&self, run: &RunId, line: String) {
+        let entry = Entry {
+            ts: now_millis(),
+            stream: LogStream::System,
+            line: line.into_boxed_str(),
+        };
+        let live = self.live_line(run, None, 0, &entry);
+        {
+            let mut state = self.lock();
+            let path = self.run_dir(run).join("engine.log");
+            let log = state
+                .engine
+                .entry(run.clone())
+                .or_insert_with(|| self.new_log(path));
+            // Engine lines are few and matter after a crash, so they go to disk at once.
+            self.append(log, entry, true);
+        }
+        if let Some(l) = live {
+            let _ = self.inner.feed.send(l);
+        }
+    }
+
+    /// Lines of one attempt kept in memory, from absolute line number `since` on (lines before
+    /// the oldest one still held are gone; see `line_count`).
     pub fn lines(&self, key: &AttemptKey, since: usize) -> Vec<LogLine> {
-        let _ = (key, since);
-        todo!("logs")
+        let state = self.lock();
+        match state.attempts.get(key) {
+            Some(log) => to_lines(&log.ring, since, &key.run, Some(key.task), key.attempt),
+            None => Vec::new(),
+        }
+    }
+
+    /// Lines of the engine's own log of `run` kept in memory, from `since` on.
+    pub fn engine_lines(&self, run: &RunId, since: usize) -> Vec<LogLine> {
+        let state = self.lock();
+        match state.engine.get(run) {
+            Some(log) => to_lines(&log.ring, since, run, None, 0),
+            None => Vec::new(),
+        }
+    }
+
+    /// Lines ever pushed for the attempt: the `since` that asks for new lines only.
+    pub fn line_count(&self, key: &AttemptKey) -> usize {
+        self.lock()
+            .attempts
+            .get(key)
+            .map_or(0, |log| log.ring.total())
     }
 
     /// The attempt's log file, if one was written.
     pub fn file(&self, key: &AttemptKey) -> Option<PathBuf> {
-        let _ = key;
-        todo!("logs")
+        let state = self.lock();
+        let log = state.attempts.get(key)?;
+        log.file.created().then(|| log.file.path().to_path_buf())
+    }
+
+    /// The attempt is over: flush and close its file and give back spare memory. Lines pushed
+    /// later still land (the file is reopened for appending).
+    pub fn finish(&self, key: &AttemptKey) {
+        let mut state = self.lock();
+        if let Some(log) = state.attempts.get_mut(key) {
+            log.ring.shrink();
+            if let Err(e) = log.file.close() {
+                self.warn_once(log.file.path(), &e);
+            }
+        }
+    }
+
+    /// Drops everything held in memory for `run` (its files stay).
+    pub fn forget_run(&self, run: &RunId) {
+        let mut state = self.lock();
+        state.attempts.retain(|k, _| &k.run != run);
+        state.engine.remove(run);
     }
 
     /// Live lines of all attempts from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
-        todo!("logs")
+        self.inner.feed.subscribe()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn new_log(&self, path: PathBuf) -> Log {
+        Log {
+            ring: Ring::new(self.inner.lines_in_memory),
+            file: LogFile::new(path, self.inner.max_file_bytes),
+        }
+    }
+
+    fn append(&self, log: &mut Log, entry: Entry, flush: bool) {
+        let mut result = log.file.write(&entry);
+        if flush && result.is_ok() {
+            result = log.file.flush();
+        }
+        if let Err(e) = result {
+            self.warn_once(log.file.path(), &e);
+        }
+        log.ring.push(entry);
+    }
+
+    /// Builds the feed copy only when someone listens.
+    fn live_line(
+        &self,
+        run: &RunId,
+        task: Option<u32>,
+        attempt: u32,
+        e: &Entry,
+    ) -> Option<LogLine> {
+        (self.inner.feed.receiver_count() > 0).then(|| to_line(e, run, task, attempt))
+    }
+
+    fn warn_once(&self, path: &std::path::Path, e: &std::io::Error) {
+        if !self.inner.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot write task log file; logs are kept in memory only from now on"
+            );
+        }
+    }
+
+    fn run_dir(&self, run: &RunId) -> PathBuf {
+        self.inner.dir.join(safe_file_name(run.as_str()))
+    }
+
+    fn attempt_path(&self, key: &AttemptKey) -> PathBuf {
+        let name = match key.purpose {
+            Purpose::Task => format!("task-{}.{}.log", key.task, key.attempt),
+            Purpose::GateCheck { gate, check } => {
+                format!("gate-{gate}-{check}.{}.log", key.attempt)
+            }
+            Purpose::Compensation => format!("compensate-{}.{}.log", key.task, key.attempt),
+        };
+        self.run_dir(&key.run).join(name)
+    }
+}
+
+/// Run ids can come from API clients: keep them from naming a path outside `dir`.
+fn safe_file_name(s: &str) -> String {
+    let name: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        format!("_{name}")
+    } else {
+        name
+    }
+}
+
+fn to_line(e: &Entry, run: &RunId, task: Option<u32>, attempt: u32) -> LogLine {
+    LogLine {
+        run: run.clone(),
+        task,
+        attempt,
+        ts: e.ts,
+        stream: e.stream,
+        line: e.line.to_string(),
+    }
+}
+
+fn to_lines(
+    ring: &Ring,
+    since: usize,
+    run: &RunId,
+    task: Option<u32>,
+    attempt: u32,
+) -> Vec<LogLine> {
+    ring.since(since)
+        .map(|e| to_line(e, run, task, attempt))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key(task: u32, attempt: u32) -> AttemptKey {
+        AttemptKey {
+            run: RunId::from("r1"),
+            task,
+            attempt,
+            purpose: Purpose::Task,
+        }
+    }
+
+    fn texts(lines: &[LogLine]) -> Vec<&str> {
+        lines.iter().map(|l| l.line.as_str()).collect()
+    }
+
+    #[test]
+    fn ring_eviction_keeps_absolute_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 3, 1 << 20);
+        let k = key(7, 1);
+        for n in 0..5 {
+            logs.push(&k, LogStream::Stdout, format!("line {n}"));
+        }
+        assert_eq!(logs.line_count(&k), 5);
+        assert_eq!(texts(&logs.lines(&k, 0)), ["line 2", "line 3", "line 4"]);
+        assert_eq!(texts(&logs.lines(&k, 4)), ["line 4"]);
+        assert!(logs.lines(&k, 5).is_empty());
+        assert!(logs.lines(&key(8, 1), 0).is_empty());
+        let l = &logs.lines(&k, 4)[0];
+        assert_eq!(
+            (l.task, l.attempt, l.stream),
+            (Some(7), 1, LogStream::Stdout)
+        );
+    }
+
+    #[test]
+    fn every_line_goes_to_the_file_until_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 2, 1 << 20);
+        let k = key(3, 2);
+        assert_eq!(logs.file(&k), None);
+        for n in 0..4 {
+            logs.push(&k, LogStream::Stderr, format!("e{n}"));
+        }
+        logs.finish(&k);
+        let path = logs.file(&k).unwrap();
+        assert_eq!(path, dir.path().join("r1").join("task-3.2.log"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.lines().all(|l| l.contains(" stderr e")), "{text}");
+    }
+
+    #[test]
+    fn file_is_capped_but_memory_keeps_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 100, 100);
+        let k = key(0, 1);
+        for n in 0..10 {
+            logs.push(&k, LogStream::Stdout, format!("line number {n}"));
+        }
+        logs.finish(&k);
+        let text = std::fs::read_to_string(logs.file(&k).unwrap()).unwrap();
+        assert!(text.ends_with("[log truncated at 100 bytes]\n"), "{text}");
+        assert!(text.len() < 200);
+        assert_eq!(logs.lines(&k, 0).len(), 10);
+    }
+
+    #[test]
+    fn file_names_follow_the_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 10, 1 << 20);
+        let gate = AttemptKey {
+            purpose: Purpose::GateCheck { gate: 2, check: 1 },
+            ..key(0, 1)
+        };
+        let comp = AttemptKey {
+            purpose: Purpose::Compensation,
+            ..key(4, 1)
+        };
+        logs.push(&gate, LogStream::Stdout, "g".into());
+        logs.push(&comp, LogStream::Stdout, "c".into());
+        let name = |k| logs.file(k).unwrap().file_name().unwrap().to_owned();
+        assert_eq!(name(&gate), "gate-2-1.1.log");
+        assert_eq!(name(&comp), "compensate-4.1.log");
+    }
+
+    #[test]
+    fn unwritable_dir_keeps_lines_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").unwrap();
+        let logs = LogStore::new(blocker, 10, 1 << 20);
+        let k = key(0, 1);
+        logs.push(&k, LogStream::Stdout, "a".into());
+        logs.push(&k, LogStream::Stdout, "b".into());
+        logs.finish(&k);
+        assert_eq!(texts(&logs.lines(&k, 0)), ["a", "b"]);
+        assert_eq!(logs.file(&k), None);
+    }
+
+    #[test]
+    fn run_ids_cannot_escape_the_log_dir() {
+        assert_eq!(
+            safe_file_name("20260101-000000-ab12"),
+            "20260101-000000-ab12"
+        );
+        assert_eq!(safe_file_name("../etc"), ".._etc");
+        assert_eq!(safe_file_name(".."), "_..");
+        assert_eq!(safe_file_name(""), "_");
+    }
+
+    #[test]
+    fn engine_log_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 10, 1 << 20);
+        let r1 = RunId::from("r1");
+        let r2 = RunId::from("r2");
+        logs.push_system(&r1, "run started".into());
+        logs.push_system(&r2, "other".into());
+        logs.push_system(&r1, "run finished".into());
+        let lines = logs.engine_lines(&r1, 0);
+        assert_eq!(texts(&lines), ["run started", "run finished"]);
+        assert_eq!((lines[0].task, lines[0].stream), (None, LogStream::System));
+        assert_eq!(texts(&logs.engine_lines(&r1, 1)), ["run finished"]);
+        let text = std::fs::read_to_string(dir.path().join("r1").join("engine.log")).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        logs.forget_run(&r1);
+        assert!(logs.engine_lines(&r1, 0).is_empty());
+        assert_eq!(logs.engine_lines(&r2, 0).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_live_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 10, 1 << 20);
+        let k = key(1, 1);
+        logs.push(&k, LogStream::Stdout, "before".into());
+        let mut rx = logs.subscribe();
+        logs.push(&k, LogStream::Stdout, "after".into());
+        logs.push_system(&k.run, "engine".into());
+        let a = rx.recv().await.unwrap();
+        assert_eq!((a.line.as_str(), a.task), ("after", Some(1)));
+        let b = rx.recv().await.unwrap();
+        assert_eq!((b.line.as_str(), b.task), ("engine", None));
     }
 }

@@ -255,8 +255,6 @@ pub enum EventKind {
     },
     RunPaused,
     RunResumed,
-    /// A finished run was reopened by a retry or re-run.
-    RunReopened,
     RunCancelRequested,
     RunFinished {
         state: RunState,
@@ -294,6 +292,14 @@ pub enum EventKind {
     },
     /// A retry timer expired: the task is ready again.
     TaskRetryDue {
+        task: TaskIdx,
+    },
+    /// The task's `when` condition held (and any approval was given): it joins the ready queue.
+    TaskConditionPassed {
+        task: TaskIdx,
+    },
+    /// The task is ready but waits for an operator's approval.
+    TaskAwaitingApproval {
         task: TaskIdx,
     },
     TaskSkipped {
@@ -352,7 +358,6 @@ impl EventKind {
             EventKind::RunSubmitted { .. } => "run_submitted",
             EventKind::RunPaused => "run_paused",
             EventKind::RunResumed => "run_resumed",
-            EventKind::RunReopened => "run_reopened",
             EventKind::RunCancelRequested => "run_cancel_requested",
             EventKind::RunFinished { .. } => "run_finished",
             EventKind::TaskAssigned { .. } => "task_assigned",
@@ -360,6 +365,8 @@ impl EventKind {
             EventKind::TaskSucceeded { .. } => "task_succeeded",
             EventKind::TaskFailed { .. } => "task_failed",
             EventKind::TaskRetryDue { .. } => "task_retry_due",
+            EventKind::TaskConditionPassed { .. } => "task_condition_passed",
+            EventKind::TaskAwaitingApproval { .. } => "task_awaiting_approval",
             EventKind::TaskSkipped { .. } => "task_skipped",
             EventKind::TaskCancelled { .. } => "task_cancelled",
             EventKind::TaskPaused { .. } => "task_paused",
@@ -383,6 +390,8 @@ impl EventKind {
             | EventKind::TaskSucceeded { task, .. }
             | EventKind::TaskFailed { task, .. }
             | EventKind::TaskRetryDue { task }
+            | EventKind::TaskConditionPassed { task }
+            | EventKind::TaskAwaitingApproval { task }
             | EventKind::TaskSkipped { task, .. }
             | EventKind::TaskCancelled { task }
             | EventKind::TaskPaused { task }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "taskdeck", version, about = "A terminal operations console for task-graph workflows")]
+#[command(
+    name = "taskdeck",
+    version,
+    about = "A terminal operations console for task-graph workflows"
+)]
 pub struct Cli {
     /// Config file (default: config.toml in the platform config dir).
     #[arg(long, global = true, env = "TASKDECK_CONFIG")]
@@ -38,6 +42,9 @@ pub struct RunArgs {
     /// Write a JSON report of the run here when it ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Headless: approve tasks that wait for approval as soon as they do.
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,9 +63,18 @@ pub enum GraphFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
+    /// Workflow file (TOML or JSON).
     pub file: PathBuf,
+    /// text: levels, critical path and topological order for people; dot (Graphviz) and mermaid:
+    /// edges point from a dependency to its dependent, critical path in red; json: everything,
+    /// per task its needs, level and rank.
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+    /// Text format: list every task. By default a level or the topological order shows its
+    /// first 20 ids and "… and N more", at most 50 levels are listed, and a critical path over
+    /// 20 tasks shows its first and last 10. Other formats always contain everything.
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub mod graph;

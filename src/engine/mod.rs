@@ -1,2 +1,12 @@
 //! The engine: a pure fold of events (`state`), pure scheduling decisions (`scheduler`,
-//! `assign`, `retry`), and the actor that owns them and drives executors (`actor`).
+//! `assign`, `retry`), context building (`context`), and the actor that owns them and drives
+//! executors (`actor`).
+
+pub mod actor;
+pub mod assign;
+pub mod context;
+pub mod retry;
+pub mod scheduler;
+pub mod state;
+
+pub use actor::{EngineError, EngineHandle, EngineOptions, Subscription};

@@ -1,6 +1,19 @@
 //! Executors: carry out one task attempt (a process or a builtin) and report back.
 //! The engine renders templates and builds the context first; executors only run things.
 
+mod builtin;
+mod cmdline;
+mod command;
+mod group;
+mod lines;
+mod outputs;
+
+pub use builtin::{FAIL_MESSAGE, run_instant};
+pub use cmdline::{CmdlineError, Invocation, needs_shell, plan};
+pub use command::{CONTEXT_FILE, OUTPUT_FILE};
+pub use lines::MAX_LINE_BYTES;
+pub use outputs::{OutputsError, parse as parse_outputs};
+
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +47,10 @@ pub struct AttemptKey {
 pub enum Purpose {
     Task,
     /// Check `check` of gate `gate`.
-    GateCheck { gate: u32, check: u32 },
+    GateCheck {
+        gate: u32,
+        check: u32,
+    },
     Compensation,
 }
 
@@ -65,6 +81,56 @@ pub struct ExecResult {
     pub outputs: Map<String, Value>,
     /// Why it failed, for people (empty on success).
     pub error: String,
+}
+
+impl ExecResult {
+    pub fn succeeded(exit_code: Option<i32>, outputs: Map<String, Value>) -> Self {
+        ExecResult {
+            outcome: AttemptOutcome::Succeeded,
+            exit_code,
+            outputs,
+            error: String::new(),
+        }
+    }
+
+    /// Any outcome but success; outputs are dropped.
+    pub fn failed(outcome: AttemptOutcome, exit_code: Option<i32>, error: String) -> Self {
+        ExecResult {
+            outcome,
+            exit_code,
+            outputs: Map::new(),
+            error,
+        }
+    }
+
+    pub fn timed_out(exit_code: Option<i32>, after: Duration) -> Self {
+        Self::failed(
+            AttemptOutcome::TimedOut,
+            exit_code,
+            format!("timed out after {}", human(after)),
+        )
+    }
+
+    pub fn cancelled(exit_code: Option<i32>) -> Self {
+        Self::failed(
+            AttemptOutcome::Cancelled,
+            exit_code,
+            "cancelled".to_string(),
+        )
+    }
+}
+
+/// `5s`, `200ms`, `1m 30s`.
+pub(crate) fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Sleeps until `timeout` has passed, or forever without one.
+pub(crate) async fn deadline(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,14 +214,39 @@ impl Redactor {
 }
 
 /// Starts an attempt. Reports (`Started`, then exactly one `Finished`) go to `reports`;
-/// output lines go to `logs`.
+/// output lines go to `logs`. `Started` is sent even when the process cannot start (with no pid),
+/// so every attempt reports the same two steps.
+///
+/// Call it from async code on the runtime (not from `spawn_blocking`): the child dies with the
+/// thread that forked it (`PR_SET_PDEATHSIG`), so that must be a long-lived worker thread.
 pub fn spawn(
     req: ExecRequest,
     reports: mpsc::UnboundedSender<ExecMsg>,
     logs: crate::logs::LogStore,
 ) -> ExecHandle {
-    let _ = (req, reports, logs);
-    todo!("executors")
+    let (control, rx) = mpsc::unbounded_channel();
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        // No runtime to run on: fail the attempt rather than panic.
+        let key = req.key;
+        let _ = reports.send(ExecMsg {
+            key: key.clone(),
+            report: ExecReport::Started { pid: None },
+        });
+        let _ = reports.send(ExecMsg {
+            key,
+            report: ExecReport::Finished(ExecResult::failed(
+                AttemptOutcome::Failed,
+                None,
+                "internal error: executor started outside the async runtime".to_string(),
+            )),
+        });
+        return ExecHandle { control };
+    };
+    match req.work.clone() {
+        Work::Command(line) => rt.spawn(command::run(req, line, rx, reports, logs)),
+        Work::Builtin(b) => rt.spawn(builtin::run(req, b, rx, reports, logs)),
+    };
+    ExecHandle { control }
 }
 
 #[cfg(test)]

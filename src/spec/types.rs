@@ -65,12 +65,12 @@ impl AgentKind {
 
     /// Whether an agent of this kind can carry out a task of the given action.
     pub fn can_run(self, action: &Action) -> bool {
-        match (self, action) {
-            (AgentKind::Local, Action::Run(_) | Action::Builtin(_)) => true,
-            (AgentKind::Command | AgentKind::Llm, Action::Prompt(_)) => true,
-            (AgentKind::Http, Action::Run(_) | Action::Prompt(_)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, action),
+            (AgentKind::Local, Action::Run(_) | Action::Builtin(_))
+                | (AgentKind::Command | AgentKind::Llm, Action::Prompt(_))
+                | (AgentKind::Http, Action::Run(_) | Action::Prompt(_))
+        )
     }
 }
 

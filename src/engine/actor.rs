@@ -1,0 +1,1342 @@
+//! The engine actor: one tokio task owns `EngineState`, turns commands and executor reports into
+//! events, applies them, and broadcasts them with a gap-free sequence number.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::context::{self, Secrets};
+use super::retry;
+use super::scheduler::{self, Dispatch};
+use super::state::{EngineState, Limits};
+use crate::config::Config;
+use crate::exec::{
+    self, AttemptKey, Control, ExecHandle, ExecMsg, ExecReport, ExecRequest, ExecResult, Purpose,
+    Redactor, Work,
+};
+use crate::expr::Expr;
+use crate::logs::LogStore;
+use crate::model::{
+    AttemptOutcome, Command, Event, EventKind, GateState, LogStream, RunId, RunState, TaskIdx,
+    TaskState, now_millis,
+};
+use crate::spec::{Action, AgentKind, CheckKind, OnFail, SecretSource, Workflow};
+
+/// Events kept for live subscribers before a slow one is told it fell behind.
+const BROADCAST_CAPACITY: usize = 1 << 16;
+/// Units of work (dispatches, condition checks) between looks at the inbox.
+const PUMP_BUDGET: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("no run `{0}`")]
+    UnknownRun(RunId),
+    #[error("run `{run}` has no task `{task}`{hint}")]
+    UnknownTask {
+        run: RunId,
+        task: String,
+        hint: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Where the engine keeps files and how it behaves.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub config: Arc<Config>,
+    /// Task logs (one file per attempt).
+    pub log_dir: PathBuf,
+    /// Private per-attempt directories (context and outputs files).
+    pub work_dir: PathBuf,
+}
+
+impl EngineOptions {
+    pub fn from_config(config: Config) -> Self {
+        let state = crate::paths::state_dir();
+        EngineOptions {
+            config: Arc::new(config),
+            log_dir: state.join("logs"),
+            work_dir: state.join("work"),
+        }
+    }
+}
+
+/// Past events after a sequence number, and the live feed from that moment on.
+type Backlog = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
+enum Request {
+    Submit {
+        workflow: Box<Workflow>,
+        source: Option<String>,
+        reply: oneshot::Sender<Result<RunId, EngineError>>,
+    },
+    Command {
+        cmd: Command,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Box<EngineState>>,
+    },
+    Subscribe {
+        from: u64,
+        reply: oneshot::Sender<Backlog>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap handle to the engine; clone it freely.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Request>,
+    logs: LogStore,
+}
+
+impl EngineHandle {
+    /// Starts the engine on the current tokio runtime.
+    pub fn start(opts: EngineOptions) -> EngineHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let d = &opts.config.defaults;
+        let logs = LogStore::new(opts.log_dir.clone(), d.log_lines_in_memory, d.max_log_bytes);
+        let actor = Actor::new(opts, logs.clone());
+        tokio::spawn(actor.run(rx));
+        EngineHandle { tx, logs }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Starts a run of `workflow` (already validated); `source` is the file text it came from.
+    pub async fn submit(
+        &self,
+        workflow: Workflow,
+        source: Option<String>,
+    ) -> Result<RunId, EngineError> {
+        self.ask(|reply| Request::Submit {
+            workflow: Box::new(workflow),
+            source,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn command(&self, cmd: Command) -> Result<(), EngineError> {
+        self.ask(|reply| Request::Command { cmd, reply }).await?
+    }
+
+    /// A copy of the whole state now.
+    pub async fn snapshot(&self) -> Result<Box<EngineState>, EngineError> {
+        self.ask(|reply| Request::Snapshot { reply }).await
+    }
+
+    /// Every event after `from_seq`, then live ones, with no gap and no duplicate.
+    pub async fn subscribe(&self, from_seq: u64) -> Result<Subscription, EngineError> {
+        let (backlog, live) = self
+            .ask(|reply| Request::Subscribe {
+                from: from_seq,
+                reply,
+            })
+            .await?;
+        Ok(Subscription {
+            engine: self.clone(),
+            backlog: backlog.into(),
+            live,
+            last_seq: from_seq,
+        })
+    }
+
+    /// Cancels every unfinished run, stops all processes, and waits for them.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Request::Shutdown { reply }).await
+    }
+
+    pub fn logs(&self) -> &LogStore {
+        &self.logs
+    }
+}
+
+/// A stream of events from a sequence number on.
+pub struct Subscription {
+    engine: EngineHandle,
+    backlog: std::collections::VecDeque<Arc<Event>>,
+    live: broadcast::Receiver<Arc<Event>>,
+    last_seq: u64,
+}
+
+impl Subscription {
+    /// The next event, or `None` once the engine has stopped.
+    pub async fn next(&mut self) -> Option<Arc<Event>> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                if ev.seq <= self.last_seq {
+                    continue;
+                }
+                self.last_seq = ev.seq;
+                return Some(ev);
+            }
+            match self.live.recv().await {
+                Ok(ev) => {
+                    if ev.seq <= self.last_seq {
+                        continue;
+                    }
+                    self.last_seq = ev.seq;
+                    return Some(ev);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind the live feed: catch up from the history.
+                    let fresh = self.engine.subscribe(self.last_seq).await.ok()?;
+                    self.backlog = fresh.backlog;
+                    self.live = fresh.live;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+}
+
+/// Per-run things that are not events: secret values and what is being checked or compensated.
+#[derive(Default)]
+struct RunExtras {
+    secrets: Secrets,
+    redactor: Arc<Redactor>,
+    /// Gate -> checks still running.
+    gate_pending: HashMap<u32, u32>,
+    /// Gate -> how many times its checks have started (tells stale reports apart).
+    gate_round: HashMap<u32, u32>,
+    compensating: Option<TaskIdx>,
+}
+
+struct Actor {
+    opts: EngineOptions,
+    state: EngineState,
+    history: Vec<Arc<Event>>,
+    events: broadcast::Sender<Arc<Event>>,
+    exec_tx: mpsc::UnboundedSender<ExecMsg>,
+    exec_rx: mpsc::UnboundedReceiver<ExecMsg>,
+    handles: HashMap<AttemptKey, ExecHandle>,
+    extras: HashMap<RunId, RunExtras>,
+    logs: LogStore,
+    shutdown_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Actor {
+    fn new(opts: EngineOptions, logs: LogStore) -> Actor {
+        let cfg = &opts.config;
+        let mut roster: Vec<(String, crate::spec::AgentSpec)> = vec![(
+            "local".to_string(),
+            crate::spec::AgentSpec::default_local(cfg.defaults.local_slots),
+        )];
+        for (name, spec) in &cfg.agents {
+            roster.retain(|(n, _)| n != name);
+            roster.push((name.clone(), spec.clone()));
+        }
+        let limits = Limits {
+            max_parallel: cfg.defaults.max_parallel.max(1),
+            pool: cfg.defaults.resources,
+        };
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (exec_tx, exec_rx) = mpsc::unbounded_channel();
+        Actor {
+            state: EngineState::new(limits, roster),
+            opts,
+            history: Vec::new(),
+            events,
+            exec_tx,
+            exec_rx,
+            handles: HashMap::new(),
+            extras: HashMap::new(),
+            logs,
+            shutdown_waiters: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        loop {
+            let more = self.pump();
+            if !self.shutdown_waiters.is_empty() && self.handles.is_empty() {
+                for w in self.shutdown_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            if more {
+                while let Ok(req) = rx.try_recv() {
+                    self.handle_request(req);
+                }
+                while let Ok(msg) = self.exec_rx.try_recv() {
+                    self.handle_exec(msg);
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let timer = self.state.next_timer();
+            let sleep = async {
+                match timer {
+                    Some(at) => {
+                        let wait = at.saturating_sub(now_millis());
+                        tokio::time::sleep(Duration::from_millis(wait)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(req) => self.handle_request(req),
+                    None => {
+                        // Every handle is gone: stop what runs and leave.
+                        self.cancel_everything();
+                        return;
+                    }
+                },
+                Some(msg) = self.exec_rx.recv() => self.handle_exec(msg),
+                _ = sleep => self.fire_timers(),
+            }
+        }
+    }
+
+    fn emit(&mut self, run: &RunId, kind: EventKind) {
+        let ev = Arc::new(Event {
+            seq: self.state.last_seq + 1,
+            ts: now_millis(),
+            run: run.clone(),
+            kind,
+        });
+        self.state.apply(&ev);
+        self.history.push(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    fn system_log(&self, run: &RunId, line: String) {
+        self.logs.push_system(run, line);
+    }
+
+    // ----- requests -----
+
+    fn handle_request(&mut self, req: Request) {
+        match req {
+            Request::Submit {
+                workflow,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.submit(*workflow, source));
+            }
+            Request::Command { cmd, reply } => {
+                let _ = reply.send(self.command(cmd));
+            }
+            Request::Snapshot { reply } => {
+                let _ = reply.send(Box::new(self.state.clone()));
+            }
+            Request::Subscribe { from, reply } => {
+                let start = (from as usize).min(self.history.len());
+                let backlog = self.history[start..].to_vec();
+                let _ = reply.send((backlog, self.events.subscribe()));
+            }
+            Request::Shutdown { reply } => {
+                self.cancel_everything();
+                self.shutdown_waiters.push(reply);
+            }
+        }
+    }
+
+    fn submit(&mut self, workflow: Workflow, source: Option<String>) -> Result<RunId, EngineError> {
+        let mut id = RunId::generate();
+        while self.state.runs.contains_key(&id) {
+            id = RunId::generate();
+        }
+        let mut secrets = Secrets::new();
+        for (name, src) in &workflow.secrets {
+            let SecretSource::Env(var) = src;
+            let value = match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!(
+                    "secret `{name}` needs the environment variable {var}, which is not set"
+                )),
+            };
+            secrets.insert(name.clone(), value);
+        }
+        let redactor = Arc::new(Redactor::new(
+            secrets.values().filter_map(|v| v.as_ref().ok().cloned()),
+        ));
+        let n = workflow.tasks.len();
+        let name = workflow.name.clone();
+        self.extras.insert(
+            id.clone(),
+            RunExtras {
+                secrets,
+                redactor,
+                ..RunExtras::default()
+            },
+        );
+        self.emit(
+            &id,
+            EventKind::RunSubmitted {
+                workflow: Arc::new(workflow),
+                source,
+            },
+        );
+        self.system_log(&id, format!("run {id} of `{name}` started: {n} tasks"));
+        Ok(id)
+    }
+
+    fn resolve_task(&self, run: &RunId, task: &str) -> Result<TaskIdx, EngineError> {
+        let r = self
+            .state
+            .runs
+            .get(run)
+            .ok_or_else(|| EngineError::UnknownRun(run.clone()))?;
+        if let Some(t) = r.index.by_id.get(task) {
+            return Ok(*t);
+        }
+        let instances: Vec<&str> = r
+            .workflow
+            .tasks
+            .iter()
+            .filter(|t| t.base == task)
+            .map(|t| t.id.as_str())
+            .collect();
+        let hint = if instances.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (it is a matrix task: name one instance, e.g. `{}`)",
+                instances[0]
+            )
+        };
+        Err(EngineError::UnknownTask {
+            run: run.clone(),
+            task: task.to_string(),
+            hint,
+        })
+    }
+
+    fn command(&mut self, cmd: Command) -> Result<(), EngineError> {
+        let run_id = cmd.run().clone();
+        let run_state = self
+            .state
+            .runs
+            .get(&run_id)
+            .map(|r| r.state)
+            .ok_or_else(|| EngineError::UnknownRun(run_id.clone()))?;
+        let refuse = |msg: String| Err(EngineError::Refused(msg));
+        match &cmd {
+            Command::PauseRun { .. } => {
+                if run_state != RunState::Running {
+                    return refuse(format!("run {run_id} is {run_state}, not running"));
+                }
+                self.emit(&run_id, EventKind::RunPaused);
+            }
+            Command::ResumeRun { .. } => {
+                if run_state != RunState::Paused {
+                    return refuse(format!("run {run_id} is {run_state}, not paused"));
+                }
+                self.emit(&run_id, EventKind::RunResumed);
+            }
+            Command::CancelRun { .. } => {
+                if run_state.is_terminal() {
+                    return refuse(format!("run {run_id} has already {run_state}"));
+                }
+                self.cancel_run(&run_id);
+            }
+            Command::PauseTask { task, .. }
+            | Command::ResumeTask { task, .. }
+            | Command::CancelTask { task, .. }
+            | Command::RetryTask { task, .. }
+            | Command::RerunFrom { task, .. }
+            | Command::Approve { task, .. } => {
+                let t = self.resolve_task(&run_id, task)?;
+                self.task_command(&cmd, &run_id, t, task)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn task_command(
+        &mut self,
+        cmd: &Command,
+        run_id: &RunId,
+        t: TaskIdx,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        let run = &self.state.runs[run_id];
+        let task = &run.tasks[t as usize];
+        let s = task.state;
+        let refuse = |msg: String| Err(EngineError::Refused(msg));
+        let key = task.open_attempt().map(|a| AttemptKey {
+            run: run_id.clone(),
+            task: t,
+            attempt: a.number,
+            purpose: Purpose::Task,
+        });
+        match cmd {
+            Command::PauseTask { .. } => {
+                if s.is_terminal() || s == TaskState::Paused {
+                    return refuse(format!("cannot pause `{name}`: it is {s}"));
+                }
+                if let Some(h) = key.as_ref().and_then(|k| self.handles.get(k)) {
+                    h.send(Control::Pause);
+                }
+                self.emit(run_id, EventKind::TaskPaused { task: t });
+            }
+            Command::ResumeTask { .. } => {
+                if s != TaskState::Paused {
+                    return refuse(format!("cannot resume `{name}`: it is {s}, not paused"));
+                }
+                if let Some(h) = key.as_ref().and_then(|k| self.handles.get(k)) {
+                    h.send(Control::Resume);
+                }
+                self.emit(run_id, EventKind::TaskResumed { task: t });
+            }
+            Command::CancelTask { .. } => {
+                if s.is_terminal() {
+                    return refuse(format!("cannot cancel `{name}`: it has already {s}"));
+                }
+                match key.as_ref().and_then(|k| self.handles.get(k)) {
+                    // The executor reports `Cancelled` once the process group is gone.
+                    Some(h) => {
+                        h.send(Control::Resume);
+                        h.send(Control::Cancel);
+                    }
+                    None => self.emit(run_id, EventKind::TaskCancelled { task: t }),
+                }
+            }
+            Command::RetryTask { .. } => {
+                let gate_paused =
+                    s == TaskState::Paused && task.paused_from == Some(TaskState::Validating);
+                if s == TaskState::Blocked {
+                    return refuse(format!(
+                        "cannot retry `{name}`: it is blocked ({}); retry the failed upstream task",
+                        task.reason.as_deref().unwrap_or("an upstream task failed")
+                    ));
+                }
+                if !matches!(s, TaskState::Failed | TaskState::Cancelled) && !gate_paused {
+                    return refuse(format!(
+                        "cannot retry `{name}`: it is {s} (only failed or cancelled tasks can be retried; use re-run to run a finished task again)"
+                    ));
+                }
+                self.emit(run_id, EventKind::TaskRetried { task: t });
+            }
+            Command::RerunFrom { .. } => {
+                // Nothing downstream (or the task itself) may be mid-attempt.
+                let mut stack = vec![t];
+                let mut seen = std::collections::HashSet::new();
+                while let Some(x) = stack.pop() {
+                    if !seen.insert(x) {
+                        continue;
+                    }
+                    let xs = run.tasks[x as usize].state;
+                    if xs.is_active() || run.tasks[x as usize].open_attempt().is_some() {
+                        return refuse(format!(
+                            "cannot re-run from `{name}`: `{}` is {xs}; wait for it or cancel it first",
+                            run.task_id(x)
+                        ));
+                    }
+                    stack.extend(run.index.dependents[x as usize].iter().copied());
+                }
+                self.emit(run_id, EventKind::TaskRerun { task: t });
+            }
+            Command::Approve { .. } => {
+                let needs_approval = run.workflow.tasks[t as usize].approval;
+                if !needs_approval {
+                    return refuse(format!("`{name}` does not need approval"));
+                }
+                if task.approved {
+                    return refuse(format!("`{name}` is already approved"));
+                }
+                if s.is_terminal() {
+                    return refuse(format!("cannot approve `{name}`: it has already {s}"));
+                }
+                self.emit(run_id, EventKind::TaskApproved { task: t });
+                self.system_log(run_id, format!("`{name}` approved"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn cancel_run(&mut self, run_id: &RunId) {
+        self.emit(run_id, EventKind::RunCancelRequested);
+        let Some(run) = self.state.runs.get(run_id) else {
+            return;
+        };
+        // Leaves first, so everything unfinished ends `cancelled` rather than `blocked`.
+        let mut order: Vec<TaskIdx> = (0..run.tasks.len() as TaskIdx).collect();
+        order.sort_by_key(|t| run.index.rank[*t as usize]);
+        let mut to_emit = Vec::new();
+        for t in order {
+            let task = &run.tasks[t as usize];
+            if task.state.is_terminal() {
+                continue;
+            }
+            match task.open_attempt() {
+                Some(a) => {
+                    let key = AttemptKey {
+                        run: run_id.clone(),
+                        task: t,
+                        attempt: a.number,
+                        purpose: Purpose::Task,
+                    };
+                    match self.handles.get(&key) {
+                        Some(h) => {
+                            h.send(Control::Resume);
+                            h.send(Control::Cancel);
+                        }
+                        None => to_emit.push(t),
+                    }
+                }
+                None => to_emit.push(t),
+            }
+        }
+        for t in to_emit {
+            self.emit(run_id, EventKind::TaskCancelled { task: t });
+        }
+        // Gate checks and compensations of this run stop too.
+        for (k, h) in &self.handles {
+            if &k.run == run_id && k.purpose != Purpose::Task {
+                h.send(Control::Cancel);
+            }
+        }
+        self.system_log(run_id, "cancel requested: stopping running tasks".into());
+    }
+
+    fn cancel_everything(&mut self) {
+        let ids: Vec<RunId> = self
+            .state
+            .runs
+            .iter()
+            .filter(|(_, r)| !r.state.is_terminal() && !r.cancel_requested)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.cancel_run(&id);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = now_millis();
+        while let Some((at, run, t)) = self.state.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.state.timers.pop_first();
+            self.emit(&run, EventKind::TaskRetryDue { task: t });
+        }
+    }
+
+    // ----- the work loop -----
+
+    /// Does a bounded amount of work; returns true when more is waiting.
+    fn pump(&mut self) -> bool {
+        let mut budget = PUMP_BUDGET;
+        let run_ids: Vec<RunId> = self.state.runs.keys().cloned().collect();
+        for id in &run_ids {
+            self.check_conditions(id, &mut budget);
+            self.start_due_gates(id);
+        }
+        while budget > 0 {
+            let Some(d) = scheduler::next_dispatch(&mut self.state) else {
+                break;
+            };
+            self.start(d);
+            budget -= 1;
+            // Instant tasks may have made others ready or due for a condition check.
+            if budget.is_multiple_of(256) {
+                for id in &run_ids {
+                    self.check_conditions(id, &mut budget);
+                }
+            }
+        }
+        for id in &run_ids {
+            self.check_conditions(id, &mut budget);
+            self.start_due_gates(id);
+            self.maybe_finish(id);
+        }
+        let pending_checks = run_ids.iter().any(|id| {
+            self.state
+                .runs
+                .get(id)
+                .is_some_and(|r| !r.index.to_check.is_empty() || !r.index.gates_due.is_empty())
+        });
+        budget == 0 || pending_checks
+    }
+
+    fn check_conditions(&mut self, id: &RunId, budget: &mut usize) {
+        let Some(run) = self.state.runs.get_mut(id) else {
+            return;
+        };
+        if run.index.to_check.is_empty() {
+            return;
+        }
+        let due = std::mem::take(&mut run.index.to_check);
+        let mut skip_reason = String::new();
+        for t in due {
+            let run = &self.state.runs[id];
+            if run.tasks[t as usize].state != TaskState::Pending {
+                continue;
+            }
+            let spec = &run.workflow.tasks[t as usize];
+            let needs_approval = spec.approval && !run.tasks[t as usize].approved;
+            let verdict = match spec.when.clone() {
+                None => Ok(true),
+                Some(src) => {
+                    let vars = context::expression_vars(&self.opts.config.context, run, &src);
+                    Expr::compile(&src)
+                        .map_err(|e| e.message)
+                        .and_then(|e| e.eval_bool(&vars))
+                        .map_err(|e| format!("cannot evaluate `when` ({src}): {e}"))
+                        .map(|ok| {
+                            ok || {
+                                skip_reason = format!("`when` is false: {src}");
+                                false
+                            }
+                        })
+                }
+            };
+            match verdict {
+                Ok(true) if needs_approval => {
+                    let name = run.task_id(t).to_string();
+                    self.system_log(id, format!("`{name}` is waiting for approval"));
+                    self.emit(id, EventKind::TaskAwaitingApproval { task: t });
+                }
+                Ok(true) => self.emit(id, EventKind::TaskConditionPassed { task: t }),
+                Ok(false) => self.emit(
+                    id,
+                    EventKind::TaskSkipped {
+                        task: t,
+                        reason: std::mem::take(&mut skip_reason),
+                    },
+                ),
+                Err(e) => {
+                    // A condition that cannot be evaluated fails the task: skipping silently
+                    // would hide the mistake.
+                    let agent: Arc<str> = "local".into();
+                    let attempt = run.tasks[t as usize].attempts.len() as u32 + 1;
+                    self.emit(
+                        id,
+                        EventKind::TaskAssigned {
+                            task: t,
+                            agent,
+                            attempt,
+                        },
+                    );
+                    self.fail_without_retry(id, t, e);
+                }
+            }
+            *budget = budget.saturating_sub(1);
+        }
+    }
+
+    fn fail_without_retry(&mut self, run: &RunId, t: TaskIdx, error: String) {
+        let attempt = self.state.runs[run].tasks[t as usize]
+            .open_attempt()
+            .map(|a| a.number)
+            .unwrap_or(0);
+        let name = self.state.runs[run].task_id(t).to_string();
+        self.system_log(run, format!("`{name}` failed: {error}"));
+        self.emit(
+            run,
+            EventKind::TaskFailed {
+                task: t,
+                attempt,
+                outcome: AttemptOutcome::Failed,
+                error,
+                exit_code: None,
+                retry_at: None,
+            },
+        );
+    }
+
+    fn attempt_dir(&self, key: &AttemptKey) -> PathBuf {
+        let leaf = match key.purpose {
+            Purpose::Task => format!("task-{}.{}", key.task, key.attempt),
+            Purpose::GateCheck { gate, check } => format!("gate-{gate}-{check}.{}", key.attempt),
+            Purpose::Compensation => format!("compensate-{}", key.task),
+        };
+        self.opts.work_dir.join(key.run.as_str()).join(leaf)
+    }
+
+    fn start(&mut self, d: Dispatch) {
+        let Dispatch {
+            run: run_id,
+            task: t,
+            agent,
+            attempt,
+        } = d;
+        self.emit(
+            &run_id,
+            EventKind::TaskAssigned {
+                task: t,
+                agent: agent.clone(),
+                attempt,
+            },
+        );
+        let key = AttemptKey {
+            run: run_id.clone(),
+            task: t,
+            attempt,
+            purpose: Purpose::Task,
+        };
+        let run = &self.state.runs[&run_id];
+        let spec = &run.workflow.tasks[t as usize];
+        if let Action::Builtin(b) = &spec.action
+            && let Some((result, line)) = exec::run_instant(b)
+        {
+            self.emit(
+                &run_id,
+                EventKind::TaskStarted {
+                    task: t,
+                    attempt,
+                    pid: None,
+                },
+            );
+            if let Some(line) = line {
+                self.logs.push(&key, LogStream::Stdout, line);
+            }
+            self.finish_task_attempt(&key, result);
+            return;
+        }
+        match self.prepare(&run_id, t, &agent, attempt) {
+            Ok(req) => {
+                let handle = exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
+                self.handles.insert(key, handle);
+            }
+            Err(e) => {
+                self.emit(
+                    &run_id,
+                    EventKind::TaskStarted {
+                        task: t,
+                        attempt,
+                        pid: None,
+                    },
+                );
+                self.fail_without_retry(&run_id, t, e);
+            }
+        }
+    }
+
+    /// Builds the request for one attempt: context, rendered command, environment.
+    fn prepare(
+        &self,
+        run_id: &RunId,
+        t: TaskIdx,
+        agent: &str,
+        attempt: u32,
+    ) -> Result<ExecRequest, String> {
+        let run = &self.state.runs[run_id];
+        let spec = &run.workflow.tasks[t as usize];
+        let extras = self.extras.get(run_id);
+        let empty = Secrets::new();
+        let secrets = extras.map(|e| &e.secrets).unwrap_or(&empty);
+        let defaults = &self.opts.config.defaults;
+        let mut ctx = context::task_context(
+            &self.opts.config.context,
+            run,
+            t,
+            agent,
+            attempt,
+            secrets,
+            defaults.max_context_bytes,
+        )
+        .map_err(|e| e.to_string())?;
+        let agent_spec = self
+            .state
+            .agents
+            .get(agent)
+            .map(|a| a.spec.clone())
+            .ok_or_else(|| format!("agent `{agent}` is gone"))?;
+        let render = |what: &str, src: &str, ctx: &Value| {
+            crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
+        };
+        let work = match &spec.action {
+            Action::Builtin(b) => Work::Builtin(b.clone()),
+            Action::Run(cmd) => Work::Command(render("`run`", cmd, &ctx)?),
+            Action::Prompt(p) => {
+                let prompt = render("`prompt`", p, &ctx)?;
+                if let Some(task) = ctx.get_mut("task").and_then(Value::as_object_mut) {
+                    task.insert("prompt".into(), Value::String(prompt));
+                }
+                match agent_spec.kind {
+                    AgentKind::Command => {
+                        let template = agent_spec
+                            .command
+                            .as_deref()
+                            .ok_or_else(|| format!("agent `{agent}` has no `command`"))?;
+                        Work::Command(render(
+                            &format!("agent `{agent}`'s command"),
+                            template,
+                            &ctx,
+                        )?)
+                    }
+                    kind => {
+                        return Err(format!(
+                            "`{}` agents cannot run tasks in this version of taskdeck; use a `command` agent",
+                            kind.as_str()
+                        ));
+                    }
+                }
+            }
+        };
+        let mut env = Vec::new();
+        for (k, v) in agent_spec.env.iter().chain(spec.env.iter()) {
+            env.push((k.clone(), render(&format!("env `{k}`"), v, &ctx)?));
+        }
+        let cwd = match &spec.cwd {
+            Some(c) => Some(PathBuf::from(render("`cwd`", c, &ctx)?)),
+            None => None,
+        };
+        let key = AttemptKey {
+            run: run_id.clone(),
+            task: t,
+            attempt,
+            purpose: Purpose::Task,
+        };
+        Ok(ExecRequest {
+            attempt_dir: self.attempt_dir(&key),
+            key,
+            task_id: spec.id.clone(),
+            work,
+            env,
+            cwd,
+            timeout: spec.timeout,
+            kill_grace: defaults.kill_grace,
+            context: ctx,
+            redactor: extras.map(|e| e.redactor.clone()).unwrap_or_default(),
+            max_output_bytes: defaults.max_output_bytes,
+        })
+    }
+
+    // ----- executor reports -----
+
+    fn handle_exec(&mut self, msg: ExecMsg) {
+        let ExecMsg { key, report } = msg;
+        match (key.purpose, report) {
+            (Purpose::Task, ExecReport::Started { pid }) => {
+                let current = self
+                    .state
+                    .runs
+                    .get(&key.run)
+                    .and_then(|r| r.tasks[key.task as usize].open_attempt())
+                    .is_some_and(|a| a.number == key.attempt);
+                if current {
+                    self.emit(
+                        &key.run,
+                        EventKind::TaskStarted {
+                            task: key.task,
+                            attempt: key.attempt,
+                            pid,
+                        },
+                    );
+                }
+            }
+            (Purpose::Task, ExecReport::Finished(result)) => {
+                self.handles.remove(&key);
+                self.finish_task_attempt(&key, result);
+            }
+            (Purpose::GateCheck { gate, check }, ExecReport::Finished(result)) => {
+                self.handles.remove(&key);
+                let current = self
+                    .extras
+                    .get(&key.run)
+                    .and_then(|e| e.gate_round.get(&gate))
+                    .is_some_and(|r| *r == key.attempt);
+                if !current {
+                    return;
+                }
+                let mut message = result.error.clone();
+                if !result.error.is_empty() {
+                    let tail: Vec<String> = self
+                        .logs
+                        .lines(&key, 0)
+                        .into_iter()
+                        .rev()
+                        .filter(|l| l.stream != LogStream::System)
+                        .take(5)
+                        .map(|l| l.line)
+                        .collect();
+                    for l in tail.into_iter().rev() {
+                        message.push('\n');
+                        message.push_str(&l);
+                    }
+                }
+                self.emit(
+                    &key.run,
+                    EventKind::GateCheck {
+                        gate,
+                        check,
+                        passed: result.outcome == AttemptOutcome::Succeeded,
+                        message,
+                    },
+                );
+                let left = self
+                    .extras
+                    .get_mut(&key.run)
+                    .and_then(|e| e.gate_pending.get_mut(&gate))
+                    .map(|n| {
+                        *n = n.saturating_sub(1);
+                        *n
+                    })
+                    .unwrap_or(0);
+                if left == 0 {
+                    self.finish_gate(&key.run, gate);
+                }
+            }
+            (Purpose::Compensation, ExecReport::Finished(result)) => {
+                self.handles.remove(&key);
+                if let Some(e) = self.extras.get_mut(&key.run) {
+                    e.compensating = None;
+                }
+                let ok = result.outcome == AttemptOutcome::Succeeded;
+                let name = self.state.runs[&key.run].task_id(key.task).to_string();
+                self.system_log(
+                    &key.run,
+                    if ok {
+                        format!("compensated `{name}`")
+                    } else {
+                        format!("compensation of `{name}` failed: {}", result.error)
+                    },
+                );
+                self.emit(
+                    &key.run,
+                    EventKind::CompensationFinished {
+                        task: key.task,
+                        ok,
+                        error: result.error,
+                    },
+                );
+            }
+            (_, ExecReport::Started { .. }) => {}
+        }
+    }
+
+    fn finish_task_attempt(&mut self, key: &AttemptKey, result: ExecResult) {
+        let Some(run) = self.state.runs.get(&key.run) else {
+            return;
+        };
+        let task = &run.tasks[key.task as usize];
+        if task.open_attempt().is_none_or(|a| a.number != key.attempt) {
+            return; // stale report
+        }
+        let t = key.task;
+        let spec = &run.workflow.tasks[t as usize];
+        let redactor = self
+            .extras
+            .get(&key.run)
+            .map(|e| e.redactor.clone())
+            .unwrap_or_default();
+        match result.outcome {
+            AttemptOutcome::Succeeded => {
+                let mut outputs = Value::Object(result.outputs);
+                redactor.redact_json(&mut outputs);
+                let outputs = match outputs {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                self.emit(
+                    &key.run,
+                    EventKind::TaskSucceeded {
+                        task: t,
+                        attempt: key.attempt,
+                        exit_code: result.exit_code,
+                        outputs,
+                    },
+                );
+            }
+            AttemptOutcome::Cancelled => {
+                self.emit(&key.run, EventKind::TaskCancelled { task: t });
+            }
+            outcome => {
+                let used = task.attempts_used();
+                let policy = &spec.retry;
+                let retry_at = (!run.cancel_requested
+                    && retry::should_retry(policy, outcome, used))
+                .then(|| {
+                    let d = retry::backoff_delay(policy, used, fastrand::f64());
+                    now_millis() + d.as_millis() as u64
+                });
+                let error = redactor.redact(&result.error).into_owned();
+                let name = spec.id.clone();
+                let line = match retry_at {
+                    Some(at) => format!(
+                        "`{name}` attempt {} failed: {error}; retrying in {:.1}s",
+                        key.attempt,
+                        at.saturating_sub(now_millis()) as f64 / 1000.0
+                    ),
+                    None => format!("`{name}` failed: {error}"),
+                };
+                self.system_log(&key.run, line);
+                self.emit(
+                    &key.run,
+                    EventKind::TaskFailed {
+                        task: t,
+                        attempt: key.attempt,
+                        outcome,
+                        error,
+                        exit_code: result.exit_code,
+                        retry_at,
+                    },
+                );
+            }
+        }
+    }
+
+    // ----- gates -----
+
+    fn start_due_gates(&mut self, id: &RunId) {
+        let Some(run) = self.state.runs.get_mut(id) else {
+            return;
+        };
+        if run.index.gates_due.is_empty() {
+            return;
+        }
+        let due = std::mem::take(&mut run.index.gates_due);
+        for g in due {
+            if self.state.runs[id].gates[g as usize].state != GateState::Pending {
+                continue;
+            }
+            self.emit(id, EventKind::GateStarted { gate: g });
+            let round = self.extras.get_mut(id).map_or(1, |e| {
+                let r = e.gate_round.entry(g).or_insert(0);
+                *r += 1;
+                *r
+            });
+            let run = &self.state.runs[id];
+            let gate = run.workflow.gates[g as usize].clone();
+            let mut spawned = 0;
+            for (ci, check) in gate.checks.iter().enumerate() {
+                let run = &self.state.runs[id];
+                match &check.kind {
+                    CheckKind::Expr(src) => {
+                        let vars = context::expression_vars(&self.opts.config.context, run, src);
+                        let (passed, message) = match Expr::compile(src)
+                            .map_err(|e| e.message)
+                            .and_then(|e| e.eval_bool(&vars))
+                        {
+                            Ok(true) => (true, String::new()),
+                            Ok(false) => (false, format!("`{src}` is false")),
+                            Err(e) => (false, format!("cannot evaluate `{src}`: {e}")),
+                        };
+                        self.emit(
+                            id,
+                            EventKind::GateCheck {
+                                gate: g,
+                                check: ci as u32,
+                                passed,
+                                message,
+                            },
+                        );
+                    }
+                    CheckKind::Run(cmd) => {
+                        let key = AttemptKey {
+                            run: id.clone(),
+                            task: g,
+                            attempt: round,
+                            purpose: Purpose::GateCheck {
+                                gate: g,
+                                check: ci as u32,
+                            },
+                        };
+                        let vars = context::expression_vars(&self.opts.config.context, run, cmd);
+                        match crate::template::render(cmd, &vars) {
+                            Ok(line) => {
+                                let req = self.side_request(
+                                    key.clone(),
+                                    format!("{}/{}", gate.id, check.name),
+                                    line,
+                                    vars,
+                                );
+                                let handle =
+                                    exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
+                                self.handles.insert(key, handle);
+                                spawned += 1;
+                            }
+                            Err(e) => self.emit(
+                                id,
+                                EventKind::GateCheck {
+                                    gate: g,
+                                    check: ci as u32,
+                                    passed: false,
+                                    message: format!("cannot render the check command: {e}"),
+                                },
+                            ),
+                        }
+                    }
+                }
+            }
+            if spawned == 0 {
+                self.finish_gate(id, g);
+            } else if let Some(e) = self.extras.get_mut(id) {
+                e.gate_pending.insert(g, spawned);
+            }
+        }
+    }
+
+    /// A request for a gate check or compensation command (no agent, no retry).
+    fn side_request(
+        &self,
+        key: AttemptKey,
+        label: String,
+        line: String,
+        context: Value,
+    ) -> ExecRequest {
+        let defaults = &self.opts.config.defaults;
+        ExecRequest {
+            attempt_dir: self.attempt_dir(&key),
+            redactor: self
+                .extras
+                .get(&key.run)
+                .map(|e| e.redactor.clone())
+                .unwrap_or_default(),
+            key,
+            task_id: label,
+            work: Work::Command(line),
+            env: Vec::new(),
+            cwd: None,
+            timeout: None,
+            kill_grace: defaults.kill_grace,
+            context,
+            max_output_bytes: defaults.max_output_bytes,
+        }
+    }
+
+    fn finish_gate(&mut self, id: &RunId, g: u32) {
+        let Some(run) = self.state.runs.get(id) else {
+            return;
+        };
+        if run.gates[g as usize].state != GateState::Checking {
+            return;
+        }
+        let gate = &run.workflow.gates[g as usize];
+        let passed = run.gates[g as usize]
+            .results
+            .iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.passed));
+        let state = if passed {
+            GateState::Passed
+        } else if gate.on_fail == OnFail::Warn {
+            GateState::Warned
+        } else {
+            GateState::Failed
+        };
+        let failed = run.gates[g as usize]
+            .results
+            .iter()
+            .filter(|r| r.as_ref().is_some_and(|r| !r.passed))
+            .count();
+        let line = match state {
+            GateState::Passed => format!("gate `{}` passed", gate.id),
+            _ => format!(
+                "gate `{}` {}: {failed} of {} checks failed (on_fail = {:?})",
+                gate.id,
+                state.as_str(),
+                gate.checks.len(),
+                gate.on_fail
+            ),
+        };
+        self.system_log(id, line);
+        self.emit(id, EventKind::GateFinished { gate: g, state });
+    }
+
+    // ----- finishing runs -----
+
+    fn maybe_finish(&mut self, id: &RunId) {
+        let Some(run) = self.state.runs.get(id) else {
+            return;
+        };
+        if run.state.is_terminal() || !run.all_terminal() {
+            return;
+        }
+        if run.gates.iter().any(|g| g.state == GateState::Checking) {
+            return;
+        }
+        if self
+            .extras
+            .get(id)
+            .is_some_and(|e| e.compensating.is_some())
+        {
+            return;
+        }
+        let state = if run.cancel_requested {
+            RunState::Cancelled
+        } else if run.has_failures() {
+            // Saga: undo succeeded work in reverse completion order, one at a time.
+            let next = run.index.completion_order.iter().rev().copied().find(|t| {
+                let task = &run.tasks[*t as usize];
+                task.state == TaskState::Succeeded
+                    && !task.compensated
+                    && run.workflow.tasks[*t as usize].compensate.is_some()
+            });
+            if let Some(t) = next {
+                self.compensate(id, t);
+                return;
+            }
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        };
+        let run = &self.state.runs[id];
+        let line = format!(
+            "run {state}: {} succeeded, {} failed, {} skipped, {} blocked, {} cancelled",
+            run.count(TaskState::Succeeded),
+            run.count(TaskState::Failed),
+            run.count(TaskState::Skipped),
+            run.count(TaskState::Blocked),
+            run.count(TaskState::Cancelled)
+        );
+        self.system_log(id, line);
+        self.emit(id, EventKind::RunFinished { state });
+    }
+
+    fn compensate(&mut self, id: &RunId, t: TaskIdx) {
+        self.emit(id, EventKind::CompensationStarted { task: t });
+        let run = &self.state.runs[id];
+        let spec = &run.workflow.tasks[t as usize];
+        let src = spec.compensate.clone().unwrap_or_default();
+        let name = spec.id.clone();
+        let key = AttemptKey {
+            run: id.clone(),
+            task: t,
+            attempt: 0,
+            purpose: Purpose::Compensation,
+        };
+        let vars =
+            context::expression_vars(&self.opts.config.context, run, &format!("tasks.{name}"));
+        match crate::template::render(&src, &vars) {
+            Ok(line) => {
+                self.system_log(id, format!("compensating `{name}`: {line}"));
+                let req = self.side_request(key.clone(), name, line, vars);
+                let handle = exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
+                self.handles.insert(key, handle);
+                if let Some(e) = self.extras.get_mut(id) {
+                    e.compensating = Some(t);
+                }
+            }
+            Err(e) => self.emit(
+                id,
+                EventKind::CompensationFinished {
+                    task: t,
+                    ok: false,
+                    error: format!("cannot render `compensate`: {e}"),
+                },
+            ),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The process executor: runs a rendered command line as a process group, streams its output to
+//! the log store, enforces timeout / cancel / pause, reads its outputs file, reports the outcome.
+
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::cmdline::{self, Invocation};
+use super::group::{self, KillOnDrop};
+use super::{Control, ExecMsg, ExecReport, ExecRequest, ExecResult, human, lines, outputs};
+use crate::logs::LogStore;
+use crate::model::{AttemptOutcome, LogStream};
+
+pub const CONTEXT_FILE: &str = "context.json";
+pub const OUTPUT_FILE: &str = "outputs";
+
+/// How long to keep reading output after the task's group is dead. Only a process that left the
+/// group (`setsid`) can hold the pipes open that long.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Why the attempt was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Cancel,
+    EngineGone,
+}
+
+pub(super) async fn run(
+    req: ExecRequest,
+    line: String,
+    control: mpsc::UnboundedReceiver<Control>,
+    reports: mpsc::UnboundedSender<ExecMsg>,
+    logs: LogStore,
+) {
+    let key = req.key.clone();
+    let send = |report| {
+        let _ = reports.send(ExecMsg {
+            key: key.clone(),
+            report,
+        });
+    };
+    let result = match start(&req, &line).await {
+        Ok(child) => {
+            let pid = child.id();
+            logs.push(
+                &key,
+                LogStream::System,
+                format!(
+                    "started pid {}: {}",
+                    pid.map_or_else(|| "?".to_string(), |p| p.to_string()),
+                    req.redactor.redact(&line)
+                ),
+            );
+            send(ExecReport::Started { pid });
+            supervise(&req, child, control, &reports, &logs).await
+        }
+        Err(error) => {
+            let error = req.redactor.redact(&error).into_owned();
+            logs.push(&key, LogStream::System, error.clone());
+            send(ExecReport::Started { pid: None });
+            ExecResult::failed(AttemptOutcome::Failed, None, error)
+        }
+    };
+    logs.finish(&key);
+    send(ExecReport::Finished(result));
+}
+
+/// Prepares the attempt directory and starts the process. The error is the message for people.
+async fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
+    let invocation = cmdline::plan(line).map_err(|e| e.to_string())?;
+    let dir = req.attempt_dir.clone();
+    let cwd = req.cwd.clone();
+    let context = serde_json::to_vec(&req.context)
+        .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
+    // Plain blocking file work, done in one hop off the runtime; the spawn itself stays here.
+    tokio::task::spawn_blocking(move || prepare_files(&dir, cwd.as_deref(), &context))
+        .await
+        .map_err(|e| format!("internal error preparing the attempt: {e}"))??;
+
+    let mut cmd = command(&invocation);
+    let context_path = req.attempt_dir.join(CONTEXT_FILE);
+    let output_path = req.attempt_dir.join(OUTPUT_FILE);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("TASKDECK_RUN_ID", req.key.run.as_str())
+        .env("TASKDECK_TASK_ID", &req.task_id)
+        .env("TASKDECK_ATTEMPT", req.key.attempt.to_string())
+        .env("TASKDECK_CONTEXT", &context_path)
+        .env("TASKDECK_OUTPUT", &output_path)
+        .envs(req.env.iter().map(|(k, v)| (k, v)));
+    if let Some(cwd) = &req.cwd {
+        cmd.current_dir(cwd);
+    }
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(move || child_setup(parent));
+    }
+    cmd.spawn()
+        .map_err(|e| cannot_start(invocation.program(), &e))
+}
+
+fn command(invocation: &Invocation) -> Command {
+    match invocation {
+        Invocation::Direct { program, args } => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+        Invocation::Shell(line) => {
+            let mut c = Command::new(cmdline::SHELL);
+            c.arg("-c").arg(line);
+            c
+        }
+    }
+}
+
+/// In the child before exec: lead a new process group (so the whole tree can be signalled) and,
+/// on Linux, die with taskdeck.
+fn child_setup(parent: u32) -> io::Result<()> {
+    // SAFETY: setpgid, prctl, getppid and _exit are async-signal-safe.
+    unsafe {
+        if libc::setpgid(0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let sig = libc::SIGKILL as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0 as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died before prctl took effect: nobody would ever kill us.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = parent;
+    }
+    Ok(())
+}
+
+fn prepare_files(dir: &Path, cwd: Option<&Path>, context: &[u8]) -> Result<(), String> {
+    use std::fs::{DirBuilder, OpenOptions};
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    if let Some(cwd) = cwd {
+        match std::fs::metadata(cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "working directory `{}` is not a directory",
+                    cwd.display()
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "working directory `{}` does not exist",
+                    cwd.display()
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot use working directory `{}`: {e}",
+                    cwd.display()
+                ));
+            }
+        }
+    }
+    // Private: the context may hold secrets meant for this task only.
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create attempt directory `{}`: {e}", dir.display()))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+    };
+    write(CONTEXT_FILE, context)?;
+    write(OUTPUT_FILE, b"")
+}
+
+fn cannot_start(program: &str, e: &io::Error) -> String {
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound if program.contains('/') => " — does the file exist?",
+        io::ErrorKind::NotFound => " — is it installed and on PATH?",
+        io::ErrorKind::PermissionDenied => " — is it executable?",
+        _ => "",
+    };
+    format!("cannot start `{program}`: {e}{hint}")
+}
+
+/// Waits for the process while obeying controls and the timeout, cleans up its group, collects
+/// its output and outputs file.
+async fn supervise(
+    req: &ExecRequest,
+    mut child: Child,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    reports: &mpsc::UnboundedSender<ExecMsg>,
+    logs: &LogStore,
+) -> ExecResult {
+    let started = Instant::now();
+    let key = &req.key;
+    let system = |line: String| logs.push(key, LogStream::System, line);
+    let Some(pgid) = child.id() else {
+        // tokio only forgets the pid once the child was reaped; nothing runs.
+        return ExecResult::failed(
+            AttemptOutcome::Failed,
+            None,
+            "the process vanished right after starting".to_string(),
+        );
+    };
+    let guard = KillOnDrop::new(pgid);
+    let out = pump(&mut child.stdout.take(), LogStream::Stdout, req, logs);
+    let err = pump(&mut child.stderr.take(), LogStream::Stderr, req, logs);
+
+    // Time spent paused does not count against the timeout.
+    let mut deadline = req.timeout.map(|t| started + t);
+    let mut paused_left: Option<Option<Duration>> = None;
+    let mut control_open = true;
+    let (status, stop) = loop {
+        let timer = async {
+            match deadline {
+                Some(d) if paused_left.is_none() => tokio::time::sleep_until(d).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            s = child.wait() => break (s, None),
+            _ = timer => break (Ok(ExitStatus::default()), Some(Stop::Timeout)),
+            c = control.recv(), if control_open => match c {
+                Some(Control::Cancel) => break (Ok(ExitStatus::default()), Some(Stop::Cancel)),
+                Some(Control::Pause) if paused_left.is_none() => {
+                    group::signal(pgid, libc::SIGSTOP);
+                    paused_left = Some(deadline.map(|d| d.saturating_duration_since(Instant::now())));
+                    system("paused (SIGSTOP to the process group)".to_string());
+                }
+                Some(Control::Resume) => {
+                    if let Some(left) = paused_left.take() {
+                        group::signal(pgid, libc::SIGCONT);
+                        deadline = left.map(|l| Instant::now() + l);
+                        system("resumed (SIGCONT to the process group)".to_string());
+                    }
+                }
+                Some(Control::Pause) => {}
+                None => control_open = false,
+            },
+            _ = reports.closed() => {
+                break (Ok(ExitStatus::default()), Some(Stop::EngineGone));
+            }
+        }
+    };
+    let status = match stop {
+        None => status,
+        Some(why) => {
+            let reason = match why {
+                Stop::Timeout => {
+                    format!("timed out after {}", human(req.timeout.unwrap_or_default()))
+                }
+                Stop::Cancel => "cancelled".to_string(),
+                Stop::EngineGone => "taskdeck is stopping".to_string(),
+            };
+            system(format!("{reason}: sending SIGTERM to the process group"));
+            terminate(&mut child, pgid, req.kill_grace, &system).await
+        }
+    };
+    // Stray background children must not outlive the attempt.
+    group::signal(pgid, libc::SIGKILL);
+    drop(guard);
+
+    let stderr_tail = drain(out, err, &system).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            let error = format!("lost track of the process: {e}");
+            system(error.clone());
+            return ExecResult::failed(AttemptOutcome::Failed, None, error);
+        }
+    };
+    let code = status.code();
+    system(match code {
+        Some(c) => format!("exited with code {c} after {elapsed:.2}s"),
+        None => format!("{} after {elapsed:.2}s", describe_status(status)),
+    });
+
+    match stop {
+        Some(Stop::Timeout) => return ExecResult::timed_out(code, req.timeout.unwrap_or_default()),
+        Some(Stop::Cancel) => return ExecResult::cancelled(code),
+        Some(Stop::EngineGone) => {
+            return ExecResult::failed(
+                AttemptOutcome::Cancelled,
+                code,
+                "taskdeck stopped while the task ran".to_string(),
+            );
+        }
+        None => {}
+    }
+    match code {
+        Some(0) => {
+            let path = req.attempt_dir.join(OUTPUT_FILE);
+            match outputs::read(&path, req.max_output_bytes).await {
+                Ok(outputs) => ExecResult::succeeded(code, outputs),
+                Err(e) => {
+                    let error = req.redactor.redact(&e.to_string()).into_owned();
+                    system(format!("outputs rejected: {error}"));
+                    ExecResult::failed(AttemptOutcome::Failed, code, error)
+                }
+            }
+        }
+        Some(c) => {
+            let error = match stderr_tail {
+                Some(tail) => format!("exited with code {c}: {tail}"),
+                None => format!("exited with code {c}"),
+            };
+            ExecResult::failed(AttemptOutcome::Failed, code, error)
+        }
+        None => ExecResult::failed(AttemptOutcome::Failed, None, describe_status(status)),
+    }
+}
+
+type Pump = Option<JoinHandle<Option<String>>>;
+
+fn pump<R>(reader: &mut Option<R>, stream: LogStream, req: &ExecRequest, logs: &LogStore) -> Pump
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let reader = reader.take()?;
+    Some(tokio::spawn(lines::pump(
+        reader,
+        stream,
+        req.key.clone(),
+        logs.clone(),
+        req.redactor.clone(),
+    )))
+}
+
+/// Waits for both output readers to see end of input; returns stderr's last non-empty line.
+async fn drain(out: Pump, err: Pump, system: &impl Fn(String)) -> Option<String> {
+    let mut handles: Vec<(bool, JoinHandle<Option<String>>)> = Vec::new();
+    handles.extend(out.map(|h| (false, h)));
+    handles.extend(err.map(|h| (true, h)));
+    let limit = Instant::now() + DRAIN_LIMIT;
+    let mut tail = None;
+    for (is_err, mut h) in handles {
+        match tokio::time::timeout_at(limit, &mut h).await {
+            Ok(Ok(last)) if is_err => tail = last,
+            Ok(_) => {}
+            Err(_) => {
+                h.abort();
+                system("output still open after the task ended (a process left its group?); stopped reading".to_string());
+            }
+        }
+    }
+    tail
+}
+
+/// TERM (and CONT, so a paused group can act on it) to the group, up to `grace` for it to go
+/// away, then KILL.
+async fn terminate(
+    child: &mut Child,
+    pgid: u32,
+    grace: Duration,
+    system: &impl Fn(String),
+) -> io::Result<ExitStatus> {
+    group::signal(pgid, libc::SIGTERM);
+    group::signal(pgid, libc::SIGCONT);
+    let deadline = Instant::now() + grace;
+    match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(status) => {
+            // The leader went; its children get the rest of the grace.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !group::wait_empty(pgid, left).await {
+                system(format!(
+                    "grace of {} over: sending SIGKILL to the process group",
+                    human(grace)
+                ));
+                group::signal(pgid, libc::SIGKILL);
+            }
+            status
+        }
+        Err(_) => {
+            system(format!(
+                "grace of {} over: sending SIGKILL to the process group",
+                human(grace)
+            ));
+            group::signal(pgid, libc::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(sig) => {
+            let core = if status.core_dumped() {
+                ", core dumped"
+            } else {
+                ""
+            };
+            format!("killed by signal {}{core}", group::describe(sig))
+        }
+        None => format!("ended with status {status}"),
+    }
+}

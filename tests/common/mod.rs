@@ -1,0 +1,160 @@
+//! Helpers shared by integration tests: hand-built workflows and a pure engine simulator.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use taskdeck::engine::scheduler::next_dispatch;
+use taskdeck::engine::state::{EngineState, Limits};
+use taskdeck::model::{AttemptOutcome, Event, EventKind, RunId, TaskIdx, TaskState};
+use taskdeck::spec::{Action, AgentSpec, Builtin, Resources, RetryPolicy, TaskSpec, Workflow};
+
+pub fn task(id: &str, needs: &[TaskIdx]) -> TaskSpec {
+    TaskSpec {
+        id: id.into(),
+        base: id.into(),
+        matrix: IndexMap::new(),
+        action: Action::Builtin(Builtin::Noop),
+        needs: needs.to_vec(),
+        requires: vec![],
+        agent: None,
+        priority: 5,
+        timeout: None,
+        retry: RetryPolicy::default(),
+        resources: Resources::default(),
+        locks: vec![],
+        when: None,
+        approval: false,
+        reads: None,
+        env: IndexMap::new(),
+        cwd: None,
+        continue_on_failure: false,
+        compensate: None,
+    }
+}
+
+pub fn workflow(tasks: Vec<TaskSpec>) -> Workflow {
+    Workflow {
+        name: "test".into(),
+        description: None,
+        max_parallel: None,
+        context: Default::default(),
+        secrets: IndexMap::new(),
+        agents: IndexMap::new(),
+        tasks,
+        gates: vec![],
+    }
+}
+
+pub fn local(slots: u32) -> (String, AgentSpec) {
+    ("local".into(), AgentSpec::default_local(slots))
+}
+
+/// Drives an `EngineState` by hand, as the actor would, without processes or clocks.
+pub struct Sim {
+    pub st: EngineState,
+    pub run: RunId,
+    seq: u64,
+    pub ts: u64,
+}
+
+impl Sim {
+    pub fn new(wf: Workflow, limits: Limits, agents: Vec<(String, AgentSpec)>) -> Sim {
+        let mut sim = Sim {
+            st: EngineState::new(limits, agents),
+            run: RunId::from("r1"),
+            seq: 0,
+            ts: 1000,
+        };
+        sim.emit(EventKind::RunSubmitted {
+            workflow: Arc::new(wf),
+            source: None,
+        });
+        sim
+    }
+
+    pub fn emit(&mut self, kind: EventKind) {
+        self.seq += 1;
+        self.ts += 1;
+        let ev = Event {
+            seq: self.seq,
+            ts: self.ts,
+            run: self.run.clone(),
+            kind,
+        };
+        self.st.apply(&ev);
+    }
+
+    pub fn state_of(&self, t: TaskIdx) -> TaskState {
+        self.st.runs[&self.run].tasks[t as usize].state
+    }
+
+    /// What the actor does with tasks waiting for a condition check: here every condition holds.
+    pub fn pass_conditions(&mut self, approve: bool) {
+        let due = std::mem::take(&mut self.st.runs.get_mut(&self.run).unwrap().index.to_check);
+        for t in due {
+            let run = &self.st.runs[&self.run];
+            let needs_approval =
+                run.workflow.tasks[t as usize].approval && !run.tasks[t as usize].approved;
+            if needs_approval {
+                self.emit(EventKind::TaskAwaitingApproval { task: t });
+                if approve {
+                    self.emit(EventKind::TaskApproved { task: t });
+                }
+            } else {
+                self.emit(EventKind::TaskConditionPassed { task: t });
+            }
+        }
+    }
+
+    /// Dispatches everything that can start; returns the started tasks.
+    pub fn dispatch_all(&mut self) -> Vec<TaskIdx> {
+        let mut started = Vec::new();
+        while let Some(d) = next_dispatch(&mut self.st) {
+            self.emit(EventKind::TaskAssigned {
+                task: d.task,
+                agent: d.agent.clone(),
+                attempt: d.attempt,
+            });
+            self.emit(EventKind::TaskStarted {
+                task: d.task,
+                attempt: d.attempt,
+                pid: None,
+            });
+            started.push(d.task);
+        }
+        started
+    }
+
+    pub fn succeed(&mut self, t: TaskIdx) {
+        let attempt = self.st.runs[&self.run].tasks[t as usize].attempts.len() as u32;
+        self.emit(EventKind::TaskSucceeded {
+            task: t,
+            attempt,
+            exit_code: Some(0),
+            outputs: Default::default(),
+        });
+    }
+
+    pub fn fail(&mut self, t: TaskIdx, retry: bool) {
+        let attempt = self.st.runs[&self.run].tasks[t as usize].attempts.len() as u32;
+        self.emit(EventKind::TaskFailed {
+            task: t,
+            attempt,
+            outcome: AttemptOutcome::Failed,
+            error: "boom".into(),
+            exit_code: Some(1),
+            retry_at: retry.then_some(self.ts + 1),
+        });
+    }
+
+    pub fn running(&self) -> Vec<TaskIdx> {
+        self.st.runs[&self.run]
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TaskState::Running)
+            .map(|(i, _)| i as TaskIdx)
+            .collect()
+    }
+}

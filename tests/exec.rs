@@ -1,0 +1,542 @@
+//! The process and builtin executors against real processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use taskdeck::exec::{
+    AttemptKey, Control, ExecHandle, ExecMsg, ExecReport, ExecRequest, ExecResult, Purpose,
+    Redactor, Work, spawn,
+};
+use taskdeck::logs::LogStore;
+use taskdeck::model::{AttemptOutcome, LogStream, RunId};
+use taskdeck::spec::Builtin;
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+
+struct Rig {
+    dir: TempDir,
+    logs: LogStore,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().join("logs"), 1000, 1 << 20);
+        Rig { dir, logs }
+    }
+
+    fn req(&self, work: Work) -> ExecRequest {
+        ExecRequest {
+            key: AttemptKey {
+                run: RunId::from("run-1"),
+                task: 4,
+                attempt: 2,
+                purpose: Purpose::Task,
+            },
+            task_id: "build".into(),
+            work,
+            env: Vec::new(),
+            cwd: None,
+            timeout: None,
+            kill_grace: Duration::from_millis(200),
+            context: json!({}),
+            attempt_dir: self.dir.path().join("attempt"),
+            redactor: Arc::new(Redactor::default()),
+            max_output_bytes: 1 << 20,
+        }
+    }
+
+    fn cmd(&self, line: &str) -> ExecRequest {
+        self.req(Work::Command(line.into()))
+    }
+
+    fn start(&self, req: ExecRequest) -> Running {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let key = req.key.clone();
+        let handle = spawn(req, tx, self.logs.clone());
+        Running { handle, rx, key }
+    }
+
+    async fn run(&self, req: ExecRequest) -> ExecResult {
+        self.start(req).finish().await.1
+    }
+
+    fn lines(&self, stream: LogStream) -> Vec<String> {
+        self.logs
+            .lines(&self.cmd("").key, 0)
+            .into_iter()
+            .filter(|l| l.stream == stream)
+            .map(|l| l.line)
+            .collect()
+    }
+
+    fn attempt_dir(&self) -> PathBuf {
+        self.dir.path().join("attempt")
+    }
+}
+
+struct Running {
+    handle: ExecHandle,
+    rx: mpsc::UnboundedReceiver<ExecMsg>,
+    key: AttemptKey,
+}
+
+impl Running {
+    async fn started(&mut self) -> Option<u32> {
+        let msg = self.rx.recv().await.unwrap();
+        assert_eq!(msg.key, self.key);
+        match msg.report {
+            ExecReport::Started { pid } => pid,
+            other => panic!("expected Started, got {other:?}"),
+        }
+    }
+
+    async fn finished(&mut self) -> ExecResult {
+        let msg = tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
+            .await
+            .expect("attempt did not finish in time")
+            .unwrap();
+        assert_eq!(msg.key, self.key);
+        let ExecReport::Finished(r) = msg.report else {
+            panic!("expected Finished, got {:?}", msg.report);
+        };
+        // Exactly one Finished: the executor is done and dropped its sender.
+        assert!(self.rx.recv().await.is_none());
+        r
+    }
+
+    async fn finish(mut self) -> (Option<u32>, ExecResult) {
+        let pid = self.started().await;
+        (pid, self.finished().await)
+    }
+}
+
+/// Gone, or a zombie nobody has reaped yet (in containers PID 1 may be slow at that).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn wait_gone(pid: u32) -> bool {
+    for _ in 0..100 {
+        if gone(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn bg_pid(lines: &[String]) -> u32 {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("bg="))
+        .expect("no bg= line")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn exit_zero_succeeds_with_key_value_outputs() {
+    let rig = Rig::new();
+    let (pid, r) = rig
+        .start(rig.cmd(
+            "printf 'name=app\\ncount=3\\n# note\\n\\nflags=[1,2]\\nname=final\\n' > \"$TASKDECK_OUTPUT\"",
+        ))
+        .finish()
+        .await;
+    assert!(pid.is_some());
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(
+        Value::Object(r.outputs),
+        json!({"name": "final", "count": 3, "flags": [1, 2]})
+    );
+    let system = rig.lines(LogStream::System);
+    assert!(system[0].starts_with(&format!("started pid {}: printf", pid.unwrap())));
+    assert!(
+        system
+            .last()
+            .unwrap()
+            .starts_with("exited with code 0 after "),
+        "{system:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_json_object_as_outputs() {
+    let rig = Rig::new();
+    let r = rig
+        .run(rig.cmd(r#"echo '{"size_mb": 12.5, "files": ["a", "b"]}' > "$TASKDECK_OUTPUT""#))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(
+        Value::Object(r.outputs),
+        json!({"size_mb": 12.5, "files": ["a", "b"]})
+    );
+}
+
+#[tokio::test]
+async fn bad_outputs_fail_the_attempt() {
+    let rig = Rig::new();
+    let r = rig
+        .run(rig.cmd("printf 'a=1\\nno equals here\\n' > \"$TASKDECK_OUTPUT\""))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(
+        r.error,
+        "outputs line 2 is not `key=value`: \"no equals here\""
+    );
+    assert!(r.outputs.is_empty());
+
+    let mut req = rig.cmd("echo big=0123456789012345678901234567890 > \"$TASKDECK_OUTPUT\"");
+    req.max_output_bytes = 16;
+    let r = rig.run(req).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(
+        r.error,
+        "outputs are 36 bytes, over the limit of 16 (defaults.max_output_bytes)"
+    );
+}
+
+#[tokio::test]
+async fn non_zero_exit_fails_with_last_stderr_line_and_drops_outputs() {
+    let rig = Rig::new();
+    let mut req = rig.cmd(
+        "echo a=1 > \"$TASKDECK_OUTPUT\"; echo 'first problem' >&2; echo 'token s3cret rejected' >&2; echo >&2; exit 3",
+    );
+    req.redactor = Arc::new(Redactor::new(["s3cret".to_string()]));
+    let r = rig.run(req).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(r.error, "exited with code 3: token *** rejected");
+    assert!(r.outputs.is_empty());
+}
+
+#[tokio::test]
+async fn killed_by_a_signal() {
+    let rig = Rig::new();
+    let r = rig.run(rig.cmd("kill -9 $$")).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(r.exit_code, None);
+    assert_eq!(r.error, "killed by signal 9 (SIGKILL)");
+}
+
+#[tokio::test]
+async fn environment_and_context_file() {
+    let rig = Rig::new();
+    let mut req = rig.cmd(
+        "sh -c 'echo run=$TASKDECK_RUN_ID; echo task=$TASKDECK_TASK_ID; echo attempt=$TASKDECK_ATTEMPT; \
+         echo extra=$EXTRA; cat \"$TASKDECK_CONTEXT\"; echo; echo ctx=$TASKDECK_CONTEXT; echo out=$TASKDECK_OUTPUT'",
+    );
+    req.context = json!({"tasks": {"fetch": {"outputs": {"n": 1}}}, "secret": "x"});
+    req.env = vec![
+        ("EXTRA".into(), "first".into()),
+        ("EXTRA".into(), "agent then task".into()),
+    ];
+    let r = rig.run(req.clone()).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    let out = rig.lines(LogStream::Stdout);
+    let dir = rig.attempt_dir();
+    assert_eq!(
+        out,
+        [
+            "run=run-1".to_string(),
+            "task=build".into(),
+            "attempt=2".into(),
+            "extra=agent then task".into(),
+            serde_json::to_string(&req.context).unwrap(),
+            format!("ctx={}", dir.join("context.json").display()),
+            format!("out={}", dir.join("outputs").display()),
+        ]
+    );
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("context.json")).unwrap()).unwrap();
+    assert_eq!(written, req.context);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("context.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "context file must be private");
+}
+
+#[tokio::test]
+async fn direct_exec_keeps_arguments_verbatim() {
+    let rig = Rig::new();
+    let r = rig
+        .run(rig.cmd("printf '%s\\n' 'a  b' \"c d\" e\\ f"))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(rig.lines(LogStream::Stdout), ["a  b", "c d", "e f"]);
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_are_captured_in_order_and_redacted() {
+    let rig = Rig::new();
+    let mut req = rig.cmd(
+        "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; echo 'pass=hunter2!'; printf 'no newline'",
+    );
+    req.redactor = Arc::new(Redactor::new(["hunter2".to_string()]));
+    let r = rig.run(req).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+    assert_eq!(
+        rig.lines(LogStream::Stdout),
+        [
+            "out1",
+            "out2",
+            "out3",
+            "out4",
+            "out5",
+            "pass=***!",
+            "no newline"
+        ]
+    );
+    assert_eq!(
+        rig.lines(LogStream::Stderr),
+        ["err1", "err2", "err3", "err4", "err5"]
+    );
+    // The log file has them too, after the attempt finished.
+    let file = rig.logs.file(&rig.cmd("").key).unwrap();
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(" stdout pass=***!\n"), "{text}");
+    assert!(!text.contains("hunter2"));
+}
+
+#[tokio::test]
+async fn very_long_lines_are_cut() {
+    let rig = Rig::new();
+    let r = rig
+        .run(rig.cmd("head -c 100000 /dev/zero | tr '\\0' x; echo; echo after"))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+    let out = rig.lines(LogStream::Stdout);
+    assert_eq!(out.len(), 2);
+    assert!(out[0].starts_with("xxxx"));
+    assert!(out[0].ends_with(" [line truncated at 65536 bytes]"));
+    assert_eq!(out[1], "after");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group_including_grandchildren() {
+    let rig = Rig::new();
+    let mut req = rig.cmd("sleep 100 & echo bg=$!; sleep 100");
+    req.timeout = Some(Duration::from_millis(300));
+    let t = Instant::now();
+    let (pid, r) = rig.start(req).finish().await;
+    assert_eq!(r.outcome, AttemptOutcome::TimedOut);
+    assert_eq!(r.error, "timed out after 300ms");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let bg = bg_pid(&rig.lines(LogStream::Stdout));
+    assert!(wait_gone(bg).await, "grandchild {bg} survived");
+    assert!(wait_gone(pid.unwrap()).await);
+    let system = rig.lines(LogStream::System);
+    assert!(
+        system
+            .iter()
+            .any(|l| l == "timed out after 300ms: sending SIGTERM to the process group"),
+        "{system:?}"
+    );
+}
+
+#[tokio::test]
+async fn stray_background_children_die_with_the_attempt() {
+    let rig = Rig::new();
+    let r = rig
+        .run(rig.cmd("sleep 100 > /dev/null 2>&1 & echo bg=$!"))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+    let bg = bg_pid(&rig.lines(LogStream::Stdout));
+    assert!(wait_gone(bg).await, "background child {bg} survived");
+}
+
+#[tokio::test]
+async fn cancel_terminates_and_reports_cancelled() {
+    let rig = Rig::new();
+    let mut run = rig.start(rig.cmd("sleep 100 & echo bg=$!; wait"));
+    let pid = run.started().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    run.handle.send(Control::Cancel);
+    let r = run.finished().await;
+    assert_eq!(r.outcome, AttemptOutcome::Cancelled);
+    assert_eq!(r.error, "cancelled");
+    assert!(wait_gone(pid).await);
+    assert!(wait_gone(bg_pid(&rig.lines(LogStream::Stdout))).await);
+}
+
+#[tokio::test]
+async fn a_group_ignoring_term_is_killed_after_the_grace() {
+    let rig = Rig::new();
+    let mut req = rig.cmd("trap '' TERM; echo ready; sleep 100; sleep 100");
+    req.kill_grace = Duration::from_millis(300);
+    let mut run = rig.start(req);
+    run.started().await;
+    while rig.lines(LogStream::Stdout).is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = Instant::now();
+    run.handle.send(Control::Cancel);
+    let r = run.finished().await;
+    assert_eq!(r.outcome, AttemptOutcome::Cancelled);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(
+        rig.lines(LogStream::System)
+            .iter()
+            .any(|l| l.starts_with("grace of 300ms over: sending SIGKILL"))
+    );
+}
+
+#[tokio::test]
+async fn pause_stops_progress_and_resume_continues() {
+    let rig = Rig::new();
+    let key = rig.cmd("").key;
+    let mut req = rig.cmd("i=0; while [ $i -lt 30 ]; do echo $i; i=$((i+1)); sleep 0.02; done");
+    // Paused time does not count against the timeout.
+    req.timeout = Some(Duration::from_secs(3));
+    let mut run = rig.start(req);
+    run.started().await;
+    while rig.lines(LogStream::Stdout).len() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run.handle.send(Control::Pause);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = rig.logs.line_count(&key);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(rig.logs.line_count(&key), before, "output while paused");
+    run.handle.send(Control::Resume);
+    let r = run.finished().await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(rig.lines(LogStream::Stdout).len(), 30);
+    let system = rig.lines(LogStream::System);
+    assert!(system.iter().any(|l| l.starts_with("paused")));
+    assert!(system.iter().any(|l| l.starts_with("resumed")));
+}
+
+#[tokio::test]
+async fn cancel_while_paused_still_ends_the_group() {
+    let rig = Rig::new();
+    let mut run = rig.start(rig.cmd("sleep 100"));
+    let pid = run.started().await.unwrap();
+    run.handle.send(Control::Pause);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    run.handle.send(Control::Cancel);
+    let r = run.finished().await;
+    assert_eq!(r.outcome, AttemptOutcome::Cancelled);
+    assert!(wait_gone(pid).await);
+}
+
+#[tokio::test]
+async fn engine_gone_still_cleans_up() {
+    let rig = Rig::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _handle = spawn(rig.cmd("echo bg=$$; sleep 100"), tx, rig.logs.clone());
+    let Some(ExecMsg {
+        report: ExecReport::Started { pid: Some(pid) },
+        ..
+    }) = rx.recv().await
+    else {
+        panic!("no start");
+    };
+    drop(rx);
+    assert!(wait_gone(pid).await, "task outlived the engine");
+}
+
+#[tokio::test]
+async fn missing_program_and_missing_cwd() {
+    let rig = Rig::new();
+    let (pid, r) = rig
+        .start(rig.cmd("definitely-not-a-program-xyz --flag"))
+        .finish()
+        .await;
+    assert_eq!(pid, None);
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(
+        r.error,
+        "cannot start `definitely-not-a-program-xyz`: No such file or directory (os error 2) — is it installed and on PATH?"
+    );
+
+    let mut req = rig.cmd("true");
+    req.cwd = Some(Path::new("/no/such/dir").to_path_buf());
+    let r = rig.run(req).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(r.error, "working directory `/no/such/dir` does not exist");
+
+    let r = rig.run(rig.cmd("echo 'unbalanced")).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert!(r.error.contains("unbalanced quotes"), "{}", r.error);
+}
+
+#[tokio::test]
+async fn cwd_is_used() {
+    let rig = Rig::new();
+    let mut req = rig.cmd("pwd");
+    req.cwd = Some(rig.dir.path().to_path_buf());
+    let r = rig.run(req).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+    let want = rig.dir.path().canonicalize().unwrap();
+    assert_eq!(rig.lines(LogStream::Stdout), [want.display().to_string()]);
+}
+
+#[tokio::test]
+async fn builtins_through_spawn() {
+    let rig = Rig::new();
+    let r = rig.run(rig.req(Work::Builtin(Builtin::Noop))).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+    let r = rig.run(rig.req(Work::Builtin(Builtin::Fail))).await;
+    assert_eq!(
+        (r.outcome, r.error.as_str()),
+        (
+            AttemptOutcome::Failed,
+            "builtin fail: this task fails on purpose"
+        )
+    );
+    let r = rig
+        .run(rig.req(Work::Builtin(Builtin::Echo("hello".into()))))
+        .await;
+    assert_eq!(Value::Object(r.outputs), json!({"text": "hello"}));
+    assert_eq!(rig.lines(LogStream::Stdout), ["hello"]);
+    // Builtins write no files.
+    assert!(!rig.attempt_dir().exists());
+
+    let r = rig
+        .run(rig.req(Work::Builtin(Builtin::Sleep(Duration::from_millis(20)))))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+
+    let mut req = rig.req(Work::Builtin(Builtin::Sleep(Duration::from_secs(100))));
+    req.timeout = Some(Duration::from_millis(50));
+    let r = rig.run(req).await;
+    assert_eq!(
+        (r.outcome, r.error.as_str()),
+        (AttemptOutcome::TimedOut, "timed out after 50ms")
+    );
+
+    let mut run = rig.start(rig.req(Work::Builtin(Builtin::Sleep(Duration::from_secs(100)))));
+    run.started().await;
+    run.handle.send(Control::Pause);
+    run.handle.send(Control::Cancel);
+    assert_eq!(run.finished().await.outcome, AttemptOutcome::Cancelled);
+}
+
+#[test]
+fn spawn_outside_a_runtime_fails_the_attempt_instead_of_panicking() {
+    let rig = Rig::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _ = spawn(rig.cmd("true"), tx, rig.logs.clone());
+    assert!(matches!(
+        rx.try_recv().unwrap().report,
+        ExecReport::Started { pid: None }
+    ));
+    let ExecReport::Finished(r) = rx.try_recv().unwrap().report else {
+        panic!()
+    };
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+}
