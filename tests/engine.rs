@@ -1,0 +1,1537 @@
+//! The engine actor end to end through its public API: real processes, real files, events read
+//! from a subscription. Nothing here measures time: every wait is for an event (or a process
+//! state), bounded by a generous limit that only a hang can reach.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{task, workflow};
+use serde_json::{Value, json};
+use taskdeck::config::Config;
+use taskdeck::engine::state::EngineState;
+use taskdeck::engine::{EngineError, EngineHandle, EngineOptions, Subscription};
+use taskdeck::exec::{AttemptKey, Purpose};
+use taskdeck::model::{
+    AttemptOutcome, Command, Event, EventKind, GateState, LogStream, RunId, RunState, TaskIdx,
+    TaskState,
+};
+use taskdeck::spec::{
+    Action, AgentKind, AgentSpec, CheckKind, CheckSpec, GateLevel, GateSpec, OnFail, RetryPolicy,
+    SecretSource, TaskSpec, Workflow,
+};
+use tempfile::TempDir;
+
+/// Only a hang gets anywhere near this.
+const WAIT: Duration = Duration::from_secs(20);
+
+// ----- harness -----
+
+struct Rig {
+    dir: TempDir,
+    engine: EngineHandle,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig::with(|_| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut Config)) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.defaults.kill_grace = Duration::from_millis(200);
+        tweak(&mut config);
+        let engine = EngineHandle::start(EngineOptions {
+            config: Arc::new(config),
+            log_dir: dir.path().join("logs"),
+            work_dir: dir.path().join("work"),
+        });
+        Rig { dir, engine }
+    }
+
+    /// A path in the test's scratch directory (shell-safe: temp dirs have no spaces or quotes).
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    async fn submit(&self, wf: Workflow) -> Watch {
+        let wf = Arc::new(wf);
+        let run = self.engine.submit((*wf).clone(), None).await.unwrap();
+        let sub = self.engine.subscribe(0).await.unwrap();
+        Watch {
+            engine: self.engine.clone(),
+            sub,
+            run,
+            wf,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// One run's events as read from a subscription from seq 0 (each test has its own engine).
+struct Watch {
+    engine: EngineHandle,
+    sub: Subscription,
+    run: RunId,
+    wf: Arc<Workflow>,
+    events: Vec<Arc<Event>>,
+}
+
+impl Watch {
+    fn idx(&self, id: &str) -> TaskIdx {
+        self.wf
+            .tasks
+            .iter()
+            .position(|t| t.id == id)
+            .unwrap_or_else(|| panic!("no task `{id}`")) as TaskIdx
+    }
+
+    fn name(&self, t: TaskIdx) -> &str {
+        &self.wf.tasks[t as usize].id
+    }
+
+    fn dump(&self) -> String {
+        self.events
+            .iter()
+            .map(|e| {
+                let task = e.kind.task().map(|t| self.name(t).to_string());
+                let detail = match &e.kind {
+                    EventKind::TaskFailed { error, .. } => format!(": {error}"),
+                    EventKind::RunFinished { state } => format!(": {state}"),
+                    _ => String::new(),
+                };
+                format!(
+                    "{:>4} {} {}{detail}",
+                    e.seq,
+                    e.kind.name(),
+                    task.unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The first event with `seq > after` matching `pred`, reading more as needed.
+    async fn wait_after(&mut self, after: u64, pred: impl Fn(&EventKind) -> bool) -> Arc<Event> {
+        if let Some(e) = self.events.iter().find(|e| e.seq > after && pred(&e.kind)) {
+            return e.clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.sub.next()).await {
+                Ok(Some(ev)) => {
+                    self.events.push(ev.clone());
+                    if ev.seq > after && pred(&ev.kind) {
+                        return ev;
+                    }
+                }
+                Ok(None) => panic!("the engine stopped; events so far:\n{}", self.dump()),
+                Err(_) => panic!(
+                    "no expected event within {WAIT:?}; events so far:\n{}",
+                    self.dump()
+                ),
+            }
+        }
+    }
+
+    async fn wait(&mut self, pred: impl Fn(&EventKind) -> bool) -> Arc<Event> {
+        self.wait_after(0, pred).await
+    }
+
+    async fn started(&mut self, id: &str) -> Arc<Event> {
+        let t = self.idx(id);
+        self.wait(|k| matches!(k, EventKind::TaskStarted { task, .. } if *task == t))
+            .await
+    }
+
+    /// Waits for the first `RunFinished` after `after` and returns its state.
+    async fn finish_after(&mut self, after: u64) -> (RunState, u64) {
+        let ev = self
+            .wait_after(after, |k| matches!(k, EventKind::RunFinished { .. }))
+            .await;
+        match ev.kind {
+            EventKind::RunFinished { state } => (state, ev.seq),
+            _ => unreachable!(),
+        }
+    }
+
+    async fn finish(&mut self) -> RunState {
+        self.finish_after(0).await.0
+    }
+
+    async fn cmd(&self, cmd: Command) -> Result<(), EngineError> {
+        self.engine.command(cmd).await
+    }
+
+    fn run_id(&self) -> RunId {
+        self.run.clone()
+    }
+
+    async fn snapshot(&self) -> Box<EngineState> {
+        self.engine.snapshot().await.unwrap()
+    }
+
+    async fn state_of(&self, id: &str) -> TaskState {
+        let t = self.idx(id);
+        self.snapshot().await.runs[&self.run].tasks[t as usize].state
+    }
+
+    /// Position in `events` of the first event matching `pred`.
+    fn pos(&self, pred: impl Fn(&EventKind) -> bool) -> Option<usize> {
+        self.events.iter().position(|e| pred(&e.kind))
+    }
+
+    fn pos_started(&self, id: &str) -> usize {
+        let t = self.idx(id);
+        self.pos(|k| matches!(k, EventKind::TaskStarted { task, .. } if *task == t))
+            .unwrap_or_else(|| panic!("`{id}` never started:\n{}", self.dump()))
+    }
+
+    fn pos_assigned(&self, id: &str) -> usize {
+        let t = self.idx(id);
+        self.pos(|k| matches!(k, EventKind::TaskAssigned { task, .. } if *task == t))
+            .unwrap_or_else(|| panic!("`{id}` never assigned:\n{}", self.dump()))
+    }
+
+    fn pos_succeeded(&self, id: &str) -> usize {
+        let t = self.idx(id);
+        self.pos(|k| matches!(k, EventKind::TaskSucceeded { task, .. } if *task == t))
+            .unwrap_or_else(|| panic!("`{id}` never succeeded:\n{}", self.dump()))
+    }
+
+    fn log_lines(&self, id: &str, attempt: u32) -> Vec<String> {
+        let key = AttemptKey {
+            run: self.run.clone(),
+            task: self.idx(id),
+            attempt,
+            purpose: Purpose::Task,
+        };
+        self.engine
+            .logs()
+            .lines(&key, 0)
+            .into_iter()
+            .filter(|l| l.stream != LogStream::System)
+            .map(|l| l.line)
+            .collect()
+    }
+}
+
+fn sh(id: &str, needs: &[TaskIdx], cmd: &str) -> TaskSpec {
+    let mut t = task(id, needs);
+    t.action = Action::Run(cmd.to_string());
+    t
+}
+
+fn retry(attempts: u32, delay_ms: u64) -> RetryPolicy {
+    RetryPolicy {
+        attempts,
+        delay: Duration::from_millis(delay_ms),
+        ..RetryPolicy::default()
+    }
+}
+
+fn run_of(st: &EngineState, id: &RunId) -> taskdeck::engine::state::Run {
+    st.runs[id].clone()
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => process_state(&stat) != Some('Z'),
+    }
+}
+
+/// The state letter of /proc/PID/stat (after the parenthesised command name).
+fn process_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+}
+
+fn state_letter(pid: u32) -> Option<char> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| process_state(&s))
+}
+
+/// Polls `cond` until it holds; false if it never did within `WAIT`.
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for a task to write its pid file and reads it.
+async fn read_pid(path: &Path) -> u32 {
+    let mut pid = None;
+    let ok = eventually(|| {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        pid.is_some()
+    })
+    .await;
+    assert!(ok, "no pid in {}", path.display());
+    pid.unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+// ----- 1. a diamond -----
+
+#[tokio::test]
+async fn diamond_of_commands_succeeds_in_dependency_order() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("a", &[], "echo from-a"),
+        sh("b", &[0], "echo from-b"),
+        sh("c", &[0], "echo from-c"),
+        sh("d", &[1, 2], "echo from-d"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded);
+
+    // Gap-free, increasing sequence numbers from 1, all about this run.
+    for (i, e) in w.events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "\n{}", w.dump());
+        assert_eq!(e.run, w.run);
+    }
+    assert!(matches!(w.events[0].kind, EventKind::RunSubmitted { .. }));
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.state, RunState::Succeeded);
+    for (i, t) in run.tasks.iter().enumerate() {
+        let name = w.name(i as TaskIdx);
+        assert_eq!(t.state, TaskState::Succeeded, "{name}");
+        assert_eq!(t.attempts.len(), 1, "{name}");
+        let a = &t.attempts[0];
+        assert_eq!(a.outcome, Some(AttemptOutcome::Succeeded), "{name}");
+        assert_eq!(a.exit_code, Some(0), "{name}");
+        assert_eq!(a.number, 1);
+        assert!(a.pid.is_some(), "{name} ran as a process");
+        assert_eq!(w.log_lines(name, 1), vec![format!("from-{name}")]);
+    }
+
+    // No task starts before its needs finished.
+    for spec in &w.wf.tasks {
+        for n in &spec.needs {
+            let need = w.name(*n).to_string();
+            assert!(
+                w.pos_assigned(&spec.id) > w.pos_succeeded(&need),
+                "`{}` assigned before `{need}` succeeded:\n{}",
+                spec.id,
+                w.dump()
+            );
+            assert!(w.pos_started(&spec.id) > w.pos_succeeded(&need));
+        }
+    }
+    // Each task started and succeeded exactly once.
+    for t in 0..4 {
+        let n = w
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::TaskSucceeded { task, .. } if task == t))
+            .count();
+        assert_eq!(n, 1);
+    }
+}
+
+// ----- 2. outputs and context -----
+
+#[tokio::test]
+async fn outputs_flow_downstream_and_context_holds_direct_upstreams_only() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        // 0: an indirect upstream of `down` (upstream of `up`), with outputs of its own.
+        sh("other", &[], "echo far=away >> \"$TASKDECK_OUTPUT\""),
+        // 1: key=value lines.
+        sh(
+            "up",
+            &[0],
+            "printf 'key=hello\\ncount=3\\n' >> \"$TASKDECK_OUTPUT\"",
+        ),
+        // 2: one JSON object.
+        sh(
+            "up2",
+            &[],
+            "echo '{\"obj\": {\"x\": 1}, \"list\": [1, 2]}' > \"$TASKDECK_OUTPUT\"",
+        ),
+        // 3: reads both through templates and the context file.
+        sh(
+            "down",
+            &[1, 2],
+            &format!(
+                "echo got {{{{ tasks.up.outputs.key }}}} {{{{ tasks.up2.outputs.obj.x }}}} && cp \"$TASKDECK_CONTEXT\" {}",
+                rig.p("down-ctx.json")
+            ),
+        ),
+    ]);
+    wf.context.insert("project".into(), json!("demo"));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(
+        Value::Object(run.tasks[1].outputs.clone()),
+        json!({"key": "hello", "count": 3})
+    );
+    assert_eq!(
+        Value::Object(run.tasks[2].outputs.clone()),
+        json!({"obj": {"x": 1}, "list": [1, 2]})
+    );
+    assert_eq!(w.log_lines("down", 1), vec!["got hello 1".to_string()]);
+
+    let ctx = read_json(&rig.path("down-ctx.json"));
+    // Default reads: direct upstreams' outputs only (not `other`, which finished before).
+    assert_eq!(keys(&ctx["tasks"]), vec!["up", "up2"]);
+    assert_eq!(
+        ctx["tasks"]["up"]["outputs"],
+        json!({"key": "hello", "count": 3})
+    );
+    assert_eq!(ctx["tasks"]["up2"]["outputs"]["obj"], json!({"x": 1}));
+    assert_eq!(ctx["context"], json!({"project": "demo"}));
+    assert_eq!(ctx["secrets"], json!({}));
+    assert_eq!(ctx["task"]["id"], "down");
+    assert_eq!(ctx["task"]["attempt"], 1);
+    assert_eq!(ctx["run"]["id"], w.run.as_str());
+}
+
+#[tokio::test]
+async fn reads_restricts_the_context_and_templates() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh(
+            "up",
+            &[],
+            "printf 'key=hello\\nhidden=42\\n' >> \"$TASKDECK_OUTPUT\"",
+        ),
+        sh("up2", &[], "echo n=7 >> \"$TASKDECK_OUTPUT\""),
+        sh(
+            "narrow",
+            &[0, 1],
+            &format!(
+                "echo {{{{ tasks.up.outputs.key }}}} && cp \"$TASKDECK_CONTEXT\" {}",
+                rig.p("narrow-ctx.json")
+            ),
+        ),
+        sh("bad", &[0, 1], "echo {{ tasks.up2.outputs.n }}"),
+    ]);
+    wf.context.insert("project".into(), json!("demo"));
+    wf.context.insert("other".into(), json!("x"));
+    wf.tasks[2].reads = Some(vec!["tasks.up.outputs.key".into(), "project".into()]);
+    wf.tasks[3].reads = Some(vec!["tasks.up.outputs.key".into()]);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[2].state, TaskState::Succeeded);
+    assert_eq!(w.log_lines("narrow", 1), vec!["hello".to_string()]);
+    let ctx = read_json(&rig.path("narrow-ctx.json"));
+    assert_eq!(keys(&ctx["tasks"]), vec!["up"]);
+    assert_eq!(ctx["tasks"]["up"]["outputs"], json!({"key": "hello"}));
+    assert_eq!(ctx["context"], json!({"project": "demo"}));
+
+    // A template naming something not read fails the task, clearly, without starting a process.
+    let bad = &run.tasks[3];
+    assert_eq!(bad.state, TaskState::Failed);
+    assert_eq!(bad.attempts.len(), 1);
+    let err = &bad.attempts[0].error;
+    assert!(err.contains("cannot render `run`"), "{err}");
+    assert!(
+        err.contains("up2"),
+        "the error should name what is missing: {err}"
+    );
+    assert_eq!(bad.attempts[0].pid, None);
+    assert_eq!(bad.attempts[0].outcome, Some(AttemptOutcome::Failed));
+}
+
+// ----- 3. retries -----
+
+#[tokio::test]
+async fn retry_policy_retries_until_success() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh("flaky", &[], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]"),
+        sh("after", &[0], "true"),
+    ]);
+    wf.tasks[0].retry = retry(3, 50);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let flaky = &run.tasks[0];
+    assert_eq!(flaky.state, TaskState::Succeeded);
+    assert_eq!(flaky.attempts.len(), 2);
+    assert_eq!(flaky.attempts[0].outcome, Some(AttemptOutcome::Failed));
+    assert_eq!(flaky.attempts[0].exit_code, Some(1));
+    assert_eq!(flaky.attempts[1].outcome, Some(AttemptOutcome::Succeeded));
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+    // The failure announced the retry; the retry came when due.
+    let failed = w
+        .pos(|k| {
+            matches!(
+                k,
+                EventKind::TaskFailed {
+                    task: 0,
+                    attempt: 1,
+                    retry_at: Some(_),
+                    ..
+                }
+            )
+        })
+        .expect("a failed first attempt with a retry time");
+    let due = w
+        .pos(|k| matches!(k, EventKind::TaskRetryDue { task: 0 }))
+        .unwrap();
+    assert!(failed < due);
+    assert!(
+        due < w
+            .pos(|k| matches!(
+                k,
+                EventKind::TaskStarted {
+                    task: 0,
+                    attempt: 2,
+                    ..
+                }
+            ))
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_task_and_block_dependents() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh("broken", &[], "exit 3"),
+        sh("child", &[0], "true"),
+        sh("grandchild", &[1], "true"),
+        sh("independent", &[], "true"),
+    ]);
+    wf.tasks[0].retry = retry(2, 10);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let broken = &run.tasks[0];
+    assert_eq!(broken.state, TaskState::Failed);
+    assert_eq!(broken.attempts.len(), 2);
+    assert!(broken.attempts.iter().all(|a| a.exit_code == Some(3)));
+    assert_eq!(run.tasks[1].state, TaskState::Blocked);
+    assert_eq!(run.tasks[2].state, TaskState::Blocked);
+    assert!(run.tasks[1].attempts.is_empty());
+    assert_eq!(run.tasks[3].state, TaskState::Succeeded);
+    // The last failure says no retry follows.
+    assert!(
+        w.pos(|k| matches!(
+            k,
+            EventKind::TaskFailed {
+                task: 0,
+                attempt: 2,
+                retry_at: None,
+                ..
+            }
+        ))
+        .is_some()
+    );
+}
+
+#[tokio::test]
+async fn continue_on_failure_lets_dependents_run() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![sh("lenient", &[], "exit 1"), sh("next", &[0], "true")]);
+    wf.tasks[0].continue_on_failure = true;
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Failed);
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+}
+
+// ----- 4. timeout and cancel -----
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let rig = Rig::new();
+    let pidfile = rig.path("bg.pid");
+    let mut wf = workflow(vec![
+        sh(
+            "slow",
+            &[],
+            &format!("sleep 30 & echo $! > {}; wait", pidfile.display()),
+        ),
+        sh("after", &[0], "true"),
+    ]);
+    wf.tasks[0].timeout = Some(Duration::from_secs(2));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let slow = &run.tasks[0];
+    assert_eq!(slow.state, TaskState::Failed);
+    assert_eq!(slow.attempts[0].outcome, Some(AttemptOutcome::TimedOut));
+    assert!(
+        slow.attempts[0].error.contains("timed out"),
+        "{}",
+        slow.attempts[0].error
+    );
+    assert_eq!(run.tasks[1].state, TaskState::Blocked);
+    // The background child (same process group) is gone too.
+    let bg = read_pid(&pidfile).await;
+    assert!(
+        eventually(|| !alive(bg)).await,
+        "background pid {bg} survived"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_blocks_its_dependents() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("long", &[], "sleep 30"),
+        sh("after", &[0], "true"),
+        sh("other", &[], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    let started = w.started("long").await;
+    let EventKind::TaskStarted { pid: Some(pid), .. } = started.kind else {
+        panic!("no pid")
+    };
+    w.cmd(Command::CancelTask {
+        run: w.run_id(),
+        task: "long".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Failed);
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Cancelled);
+    assert_eq!(
+        run.tasks[0].attempts[0].outcome,
+        Some(AttemptOutcome::Cancelled)
+    );
+    assert_eq!(run.tasks[1].state, TaskState::Blocked);
+    assert_eq!(run.tasks[2].state, TaskState::Succeeded);
+    assert!(eventually(|| !alive(pid)).await);
+    // A finished task cannot be cancelled.
+    let again = w
+        .cmd(Command::CancelTask {
+            run: w.run_id(),
+            task: "other".into(),
+        })
+        .await;
+    assert!(matches!(again, Err(EngineError::Refused(_))), "{again:?}");
+}
+
+#[tokio::test]
+async fn cancelling_the_run_cancels_everything_and_leaves_no_process() {
+    let rig = Rig::new();
+    let pidfile = rig.path("bg.pid");
+    let mut wf = workflow(vec![
+        sh(
+            "running",
+            &[],
+            &format!("sleep 30 & echo $! > {}; wait", pidfile.display()),
+        ),
+        sh("waiting", &[0], "true"),
+        sh("approval", &[], "true"),
+        sh("also-running", &[], "sleep 30"),
+    ]);
+    wf.tasks[2].approval = true;
+    let mut w = rig.submit(wf).await;
+    w.started("running").await;
+    w.started("also-running").await;
+    w.wait(|k| matches!(k, EventKind::TaskAwaitingApproval { .. }))
+        .await;
+    let bg = read_pid(&pidfile).await;
+    let leader = w.snapshot().await.runs[&w.run].tasks[3].attempts[0]
+        .pid
+        .unwrap();
+
+    w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Cancelled);
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    for (i, t) in run.tasks.iter().enumerate() {
+        assert_eq!(t.state, TaskState::Cancelled, "{}", w.name(i as TaskIdx));
+    }
+    assert_eq!(
+        run.tasks[0].attempts[0].outcome,
+        Some(AttemptOutcome::Cancelled)
+    );
+    assert!(
+        eventually(|| !alive(bg)).await,
+        "pid {bg} survived the cancel"
+    );
+    assert!(
+        eventually(|| !alive(leader)).await,
+        "pid {leader} survived the cancel"
+    );
+    // Cancelling again is refused: the run is over.
+    let again = w.cmd(Command::CancelRun { run: w.run_id() }).await;
+    assert!(matches!(again, Err(EngineError::Refused(_))));
+}
+
+// ----- 5. pause and resume -----
+
+#[tokio::test]
+async fn paused_run_dispatches_nothing_until_resumed() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("first", &[], "sleep 0.3"),
+        sh("second", &[0], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    w.started("first").await;
+    w.cmd(Command::PauseRun { run: w.run_id() }).await.unwrap();
+    // The running task finishes; the next one must not start.
+    w.wait(|k| matches!(k, EventKind::TaskSucceeded { task: 0, .. }))
+        .await;
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.state, RunState::Paused);
+    assert_eq!(run.tasks[1].state, TaskState::Ready);
+    assert!(run.tasks[1].attempts.is_empty());
+
+    w.cmd(Command::ResumeRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let resumed = w.pos(|k| matches!(k, EventKind::RunResumed)).unwrap();
+    assert!(w.pos_assigned("second") > resumed, "\n{}", w.dump());
+    // Resuming a running run is refused.
+    let again = w.cmd(Command::ResumeRun { run: w.run_id() }).await;
+    assert!(matches!(again, Err(EngineError::Refused(_))));
+}
+
+#[tokio::test]
+async fn paused_pending_task_is_held_until_resumed() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("first", &[], "sleep 0.3"),
+        sh("held", &[0], "true"),
+        sh("free", &[0], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    w.started("first").await;
+    w.cmd(Command::PauseTask {
+        run: w.run_id(),
+        task: "held".into(),
+    })
+    .await
+    .unwrap();
+    // `free` runs once `first` is done; `held` does not.
+    w.wait(|k| matches!(k, EventKind::TaskSucceeded { task: 2, .. }))
+        .await;
+    assert_eq!(w.state_of("held").await, TaskState::Paused);
+    assert!(
+        w.pos(|k| matches!(k, EventKind::TaskAssigned { task: 1, .. }))
+            .is_none()
+    );
+
+    w.cmd(Command::ResumeTask {
+        run: w.run_id(),
+        task: "held".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let resumed = w
+        .pos(|k| matches!(k, EventKind::TaskResumed { task: 1 }))
+        .unwrap();
+    assert!(w.pos_assigned("held") > resumed);
+}
+
+#[tokio::test]
+async fn pausing_a_running_task_stops_its_process_and_resume_continues_it() {
+    let rig = Rig::new();
+    let wf = workflow(vec![sh("sleeper", &[], "sleep 2")]);
+    let mut w = rig.submit(wf).await;
+    let ev = w.started("sleeper").await;
+    let EventKind::TaskStarted { pid: Some(pid), .. } = ev.kind else {
+        panic!("no pid")
+    };
+    w.cmd(Command::PauseTask {
+        run: w.run_id(),
+        task: "sleeper".into(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        eventually(|| state_letter(pid) == Some('T')).await,
+        "pid {pid} was not stopped: {:?}",
+        state_letter(pid)
+    );
+    assert_eq!(w.state_of("sleeper").await, TaskState::Paused);
+
+    w.cmd(Command::ResumeTask {
+        run: w.run_id(),
+        task: "sleeper".into(),
+    })
+    .await
+    .unwrap();
+    assert!(eventually(|| state_letter(pid) != Some('T')).await);
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let snap = w.snapshot().await;
+    let t = &snap.runs[&w.run].tasks[0];
+    // The same attempt carried on.
+    assert_eq!(t.attempts.len(), 1);
+    assert_eq!(t.attempts[0].outcome, Some(AttemptOutcome::Succeeded));
+}
+
+// ----- 6. approval -----
+
+#[tokio::test]
+async fn approval_holds_a_task_until_approved() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh("build", &[], "true"),
+        sh("release", &[0], "echo released"),
+    ]);
+    wf.tasks[1].approval = true;
+    let mut w = rig.submit(wf).await;
+    w.wait(|k| matches!(k, EventKind::TaskAwaitingApproval { task: 1 }))
+        .await;
+    assert_eq!(w.state_of("release").await, TaskState::WaitingApproval);
+
+    // Approving a task that needs no approval is refused.
+    let refused = w
+        .cmd(Command::Approve {
+            run: w.run_id(),
+            task: "build".into(),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::Refused(_))),
+        "{refused:?}"
+    );
+    // Unknown tasks are named.
+    let unknown = w
+        .cmd(Command::Approve {
+            run: w.run_id(),
+            task: "nope".into(),
+        })
+        .await;
+    assert!(
+        matches!(unknown, Err(EngineError::UnknownTask { .. })),
+        "{unknown:?}"
+    );
+
+    w.cmd(Command::Approve {
+        run: w.run_id(),
+        task: "release".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let approved = w
+        .pos(|k| matches!(k, EventKind::TaskApproved { task: 1 }))
+        .unwrap();
+    assert!(w.pos_assigned("release") > approved);
+    assert_eq!(w.log_lines("release", 1), vec!["released".to_string()]);
+    let twice = w
+        .cmd(Command::Approve {
+            run: w.run_id(),
+            task: "release".into(),
+        })
+        .await;
+    assert!(matches!(twice, Err(EngineError::Refused(_))));
+}
+
+// ----- 7. when -----
+
+#[tokio::test]
+async fn when_conditions_skip_or_run() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh("no", &[], "true"),
+        sh("after-no", &[0], "true"),
+        sh("yes", &[], "true"),
+        sh(
+            "review",
+            &[],
+            "echo verdict=approve >> \"$TASKDECK_OUTPUT\"",
+        ),
+        sh("release", &[3], "true"),
+        sh("rework", &[3], "true"),
+    ]);
+    wf.context.insert("env".into(), json!("prod"));
+    wf.tasks[0].when = Some("1 == 2".into());
+    wf.tasks[2].when = Some("context.env == 'prod'".into());
+    wf.tasks[4].when = Some("tasks.review.outputs.verdict == 'approve'".into());
+    wf.tasks[5].when = Some("tasks.review.outputs.verdict == 'reject'".into());
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let states: Vec<TaskState> = run.tasks.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        vec![
+            TaskState::Skipped,
+            TaskState::Skipped,
+            TaskState::Succeeded,
+            TaskState::Succeeded,
+            TaskState::Succeeded,
+            TaskState::Skipped,
+        ]
+    );
+    assert!(run.tasks[0].attempts.is_empty());
+    assert!(run.tasks[1].attempts.is_empty());
+    assert!(run.tasks[5].attempts.is_empty());
+    assert!(run.tasks[0].reason.as_deref().unwrap().contains("1 == 2"));
+    assert!(run.tasks[1].reason.as_deref().unwrap().contains("`no`"));
+}
+
+// ----- 8. operator retry and re-run -----
+
+#[tokio::test]
+async fn operator_retry_reopens_a_failed_run() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("flaky", &[], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]"),
+        sh("child", &[0], "true"),
+        sh("grandchild", &[1], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    let (state, first_end) = w.finish_after(0).await;
+    assert_eq!(state, RunState::Failed);
+    assert_eq!(w.state_of("child").await, TaskState::Blocked);
+
+    // Blocked tasks cannot be retried themselves.
+    let refused = w
+        .cmd(Command::RetryTask {
+            run: w.run_id(),
+            task: "child".into(),
+        })
+        .await;
+    assert!(matches!(refused, Err(EngineError::Refused(_))));
+
+    w.cmd(Command::RetryTask {
+        run: w.run_id(),
+        task: "flaky".into(),
+    })
+    .await
+    .unwrap();
+    let (state, _) = w.finish_after(first_end).await;
+    assert_eq!(state, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.tasks[0].attempts.len(), 2);
+    assert_eq!(
+        run.tasks[0].attempts[0].outcome,
+        Some(AttemptOutcome::Failed)
+    );
+    assert_eq!(
+        run.tasks[0].attempts[1].outcome,
+        Some(AttemptOutcome::Succeeded)
+    );
+    for t in 1..3 {
+        assert_eq!(run.tasks[t].state, TaskState::Succeeded);
+        assert_eq!(run.tasks[t].attempts.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn rerun_from_reruns_the_task_and_downstream_only() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("a", &[], "echo attempt-$TASKDECK_ATTEMPT"),
+        sh("b", &[0], "echo attempt-$TASKDECK_ATTEMPT"),
+        sh("c", &[1], "echo attempt-$TASKDECK_ATTEMPT"),
+        sh("side", &[0], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    let (state, first_end) = w.finish_after(0).await;
+    assert_eq!(state, RunState::Succeeded);
+
+    w.cmd(Command::RerunFrom {
+        run: w.run_id(),
+        task: "b".into(),
+    })
+    .await
+    .unwrap();
+    let (state, _) = w.finish_after(first_end).await;
+    assert_eq!(state, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let attempts: Vec<usize> = run.tasks.iter().map(|t| t.attempts.len()).collect();
+    assert_eq!(attempts, vec![1, 2, 2, 1]);
+    assert_eq!(w.log_lines("c", 2), vec!["attempt-2".to_string()]);
+    // The re-run of `c` waited for the re-run of `b`.
+    let b2 = w
+        .pos(|k| {
+            matches!(
+                k,
+                EventKind::TaskSucceeded {
+                    task: 1,
+                    attempt: 2,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let c2 = w
+        .pos(|k| {
+            matches!(
+                k,
+                EventKind::TaskStarted {
+                    task: 2,
+                    attempt: 2,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    assert!(b2 < c2);
+}
+
+// ----- 9. gates -----
+
+fn gated(build_cmd: &str, run_check: &str, on_fail: OnFail) -> Workflow {
+    let mut wf = workflow(vec![
+        sh("build", &[], build_cmd),
+        sh("deploy", &[0], "true"),
+    ]);
+    wf.gates.push(GateSpec {
+        id: "tests-pass".into(),
+        after: vec![0],
+        level: GateLevel::Output,
+        checks: vec![
+            CheckSpec {
+                name: "size".into(),
+                kind: CheckKind::Expr("tasks.build.outputs.size_mb < 50".into()),
+            },
+            CheckSpec {
+                name: "unit tests".into(),
+                kind: CheckKind::Run(run_check.into()),
+            },
+        ],
+        on_fail,
+    });
+    wf
+}
+
+const SMALL: &str = "echo size_mb=12 >> \"$TASKDECK_OUTPUT\"";
+const BIG: &str = "echo size_mb=80 >> \"$TASKDECK_OUTPUT\"";
+
+#[tokio::test]
+async fn passing_gate_releases_dependents() {
+    let rig = Rig::new();
+    let mut w = rig.submit(gated(SMALL, "true", OnFail::Fail)).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.gates[0].state, GateState::Passed);
+    assert!(
+        run.gates[0]
+            .results
+            .iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.passed))
+    );
+    let gate_done = w
+        .pos(|k| {
+            matches!(
+                k,
+                EventKind::GateFinished {
+                    gate: 0,
+                    state: GateState::Passed
+                }
+            )
+        })
+        .unwrap();
+    assert!(w.pos_succeeded("build") < gate_done);
+    assert!(w.pos_assigned("deploy") > gate_done);
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+}
+
+#[tokio::test]
+async fn failing_gate_with_fail_fails_the_task_and_blocks_dependents() {
+    let rig = Rig::new();
+    let mut w = rig.submit(gated(BIG, "true", OnFail::Fail)).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.gates[0].state, GateState::Failed);
+    let size = run.gates[0].results[0].as_ref().unwrap();
+    assert!(!size.passed);
+    assert!(size.message.contains("size_mb < 50"), "{}", size.message);
+    assert!(run.gates[0].results[1].as_ref().unwrap().passed);
+    assert_eq!(run.tasks[0].state, TaskState::Failed);
+    assert!(
+        run.tasks[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("tests-pass"),
+        "{:?}",
+        run.tasks[0].reason
+    );
+    assert_eq!(run.tasks[1].state, TaskState::Blocked);
+    assert!(run.tasks[1].attempts.is_empty());
+}
+
+#[tokio::test]
+async fn failing_gate_with_pause_holds_until_resumed_and_rechecks() {
+    let rig = Rig::new();
+    let marker = rig.path("tests-fixed");
+    let check = format!("test -f {}", marker.display());
+    let mut w = rig.submit(gated(SMALL, &check, OnFail::Pause)).await;
+    w.wait(|k| {
+        matches!(
+            k,
+            EventKind::GateFinished {
+                gate: 0,
+                state: GateState::Failed
+            }
+        )
+    })
+    .await;
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Paused);
+    assert_eq!(run.tasks[1].state, TaskState::Pending);
+    assert!(!run.gates[0].results[1].as_ref().unwrap().passed);
+    assert!(!run.state.is_terminal());
+
+    std::fs::write(&marker, "").unwrap();
+    w.cmd(Command::ResumeTask {
+        run: w.run_id(),
+        task: "build".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.gates[0].state, GateState::Passed);
+    assert_eq!(run.tasks[0].state, TaskState::Succeeded);
+    assert_eq!(
+        run.tasks[0].attempts.len(),
+        1,
+        "the gate re-checked; build did not re-run"
+    );
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+    let starts = w
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::GateStarted { gate: 0 }))
+        .count();
+    assert_eq!(starts, 2);
+}
+
+#[tokio::test]
+async fn failing_gate_with_warn_lets_dependents_run() {
+    let rig = Rig::new();
+    let mut w = rig.submit(gated(BIG, "false", OnFail::Warn)).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.gates[0].state, GateState::Warned);
+    assert!(
+        run.gates[0]
+            .results
+            .iter()
+            .all(|r| !r.as_ref().unwrap().passed)
+    );
+    assert_eq!(run.tasks[0].state, TaskState::Succeeded);
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+}
+
+// ----- 10. saga -----
+
+#[tokio::test]
+async fn failed_run_compensates_succeeded_tasks_in_reverse_completion_order() {
+    let rig = Rig::new();
+    let log = rig.p("undo.log");
+    let undo = |name: &str| format!("echo {name} >> {log}");
+    let mut wf = workflow(vec![
+        sh("a", &[], "true"),
+        sh("b", &[0], "true"),
+        sh("x", &[], "sleep 0.2"),
+        sh("plain", &[0], "true"),
+        sh("c", &[1, 2, 3], "exit 1"),
+    ]);
+    wf.tasks[0].compensate = Some(undo("a"));
+    wf.tasks[1].compensate = Some(undo("b"));
+    wf.tasks[2].compensate = Some(undo("x"));
+    wf.tasks[4].compensate = Some(undo("c"));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed, "\n{}", w.dump());
+
+    // Expected: compensable tasks in reverse order of their TaskSucceeded events.
+    let mut expected: Vec<String> = w
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::TaskSucceeded { task, .. } => Some(w.name(task).to_string()),
+            _ => None,
+        })
+        .filter(|n| n != "plain")
+        .collect();
+    expected.reverse();
+    let got: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(got.len(), 3);
+    let pos = |n: &str| got.iter().position(|g| g == n).unwrap();
+    assert!(
+        pos("b") < pos("a"),
+        "b completed after a, so it is undone first"
+    );
+
+    // One at a time, all before the run finished.
+    let finished = w
+        .pos(|k| matches!(k, EventKind::RunFinished { .. }))
+        .unwrap();
+    let mut open = 0;
+    for e in &w.events {
+        match &e.kind {
+            EventKind::CompensationStarted { .. } => {
+                open += 1;
+                assert_eq!(open, 1, "compensations overlap:\n{}", w.dump());
+            }
+            EventKind::CompensationFinished { ok, error, .. } => {
+                assert!(ok, "{error}");
+                open -= 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        w.events
+            .iter()
+            .position(|e| matches!(e.kind, EventKind::CompensationFinished { .. }))
+            .unwrap()
+            < finished
+    );
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert!(run.tasks[0].compensated && run.tasks[1].compensated && run.tasks[2].compensated);
+    assert!(
+        !run.tasks[4].compensated,
+        "the failed task is not compensated"
+    );
+}
+
+// ----- 11. secrets -----
+
+#[tokio::test]
+async fn secrets_reach_only_their_reader_and_are_masked_everywhere_else() {
+    let var = format!("TASKDECK_ETEST_TOKEN_{}", std::process::id());
+    let secret = format!("s3cr3t-{:08x}", fastrand::u32(..));
+    // SAFETY: a unique variable name, set once before any task of this test reads it; no other
+    // code in this process reads or writes it.
+    unsafe { std::env::set_var(&var, &secret) };
+
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh(
+            "use",
+            &[],
+            &format!(
+                "t='{{{{ secrets.token }}}}'; echo \"token is $t\"; echo \"len=$(printf %s \"$t\" | wc -c)\" >> \"$TASKDECK_OUTPUT\"; \
+                 echo \"echo=$t\" >> \"$TASKDECK_OUTPUT\"; cp \"$TASKDECK_CONTEXT\" {}",
+                rig.p("use-ctx.json")
+            ),
+        ),
+        sh(
+            "downstream",
+            &[0],
+            &format!("cp \"$TASKDECK_CONTEXT\" {}", rig.p("down-ctx.json")),
+        ),
+    ]);
+    wf.secrets
+        .insert("token".into(), SecretSource::Env(var.clone()));
+    wf.tasks[0].reads = Some(vec!["secrets.token".into()]);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+
+    // The reader got the real value ...
+    let ctx = read_json(&rig.path("use-ctx.json"));
+    assert_eq!(ctx["secrets"]["token"], json!(secret));
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let outputs = Value::Object(run.tasks[0].outputs.clone());
+    assert_eq!(outputs["len"], json!(secret.len()));
+    // ... but its log and outputs show `***`.
+    assert_eq!(outputs["echo"], json!("***"));
+    assert_eq!(w.log_lines("use", 1), vec!["token is ***".to_string()]);
+    // A task that does not read it gets nothing of it.
+    let down = read_json(&rig.path("down-ctx.json"));
+    assert_eq!(down["secrets"], json!({}));
+    assert_eq!(down["tasks"]["use"]["outputs"]["echo"], json!("***"));
+
+    // Nowhere else: events, snapshot, engine log, log files.
+    let events = serde_json::to_string(&w.events).unwrap();
+    assert!(!events.contains(&secret));
+    let state = serde_json::to_string(&*snap).unwrap();
+    assert!(!state.contains(&secret));
+    let all_lines: Vec<String> = rig
+        .engine
+        .logs()
+        .engine_lines(&w.run, 0)
+        .into_iter()
+        .chain(rig.engine.logs().lines(
+            &AttemptKey {
+                run: w.run.clone(),
+                task: 0,
+                attempt: 1,
+                purpose: Purpose::Task,
+            },
+            0,
+        ))
+        .map(|l| l.line)
+        .collect();
+    assert!(
+        all_lines.iter().all(|l| !l.contains(&secret)),
+        "{all_lines:?}"
+    );
+    let mut files = vec![rig.path("logs")];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(!text.contains(&secret), "{} holds the secret", p.display());
+        }
+    }
+}
+
+// ----- 12. agents, slots, locks -----
+
+fn agent(kind: AgentKind, caps: &[&str], slots: u32) -> AgentSpec {
+    AgentSpec {
+        kind,
+        capabilities: caps.iter().map(|c| c.to_string()).collect(),
+        slots,
+        ..AgentSpec::default_local(slots)
+    }
+}
+
+#[tokio::test]
+async fn capability_tasks_go_to_capable_agents_within_their_slots() {
+    let rig = Rig::new();
+    let mut wf = workflow(
+        (0..4)
+            .map(|i| {
+                let mut t = sh(&format!("build{i}"), &[], "sleep 0.5");
+                t.requires = vec!["build".into()];
+                t
+            })
+            .collect(),
+    );
+    wf.agents
+        .insert("b1".into(), agent(AgentKind::Local, &["build"], 1));
+    wf.agents
+        .insert("b2".into(), agent(AgentKind::Local, &["build"], 1));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+
+    let mut running: HashMap<TaskIdx, Arc<str>> = HashMap::new();
+    let mut max = 0;
+    let mut on_agent: HashMap<Arc<str>, usize> = HashMap::new();
+    for e in &w.events {
+        match &e.kind {
+            EventKind::TaskAssigned { task, agent, .. } => {
+                assert!(&**agent == "b1" || &**agent == "b2", "{agent}");
+                running.insert(*task, agent.clone());
+                *on_agent.entry(agent.clone()).or_default() += 1;
+                max = max.max(running.len());
+                let per: HashSet<&Arc<str>> = running.values().collect();
+                assert_eq!(per.len(), running.len(), "an agent ran two tasks at once");
+            }
+            EventKind::TaskSucceeded { task, .. } | EventKind::TaskFailed { task, .. } => {
+                running.remove(task);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(max, 2, "both agents were used at once");
+    assert_eq!(on_agent.values().sum::<usize>(), 4);
+}
+
+#[tokio::test]
+async fn tasks_sharing_a_lock_never_overlap() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh("one", &[], "sleep 0.3"),
+        sh("two", &[], "sleep 0.3"),
+        sh("three", &[], "sleep 0.3"),
+        sh("free", &[], "sleep 0.3"),
+    ]);
+    for t in 0..3 {
+        wf.tasks[t].locks = vec!["target-dir".into()];
+    }
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let mut holder: Option<TaskIdx> = None;
+    let mut free_overlapped = false;
+    for e in &w.events {
+        match e.kind {
+            EventKind::TaskAssigned { task, .. } if task < 3 => {
+                assert_eq!(holder, None, "two lock holders at once:\n{}", w.dump());
+                holder = Some(task);
+            }
+            EventKind::TaskAssigned { task: 3, .. } => free_overlapped = holder.is_some(),
+            EventKind::TaskSucceeded { task, .. } if task < 3 => {
+                assert_eq!(holder, Some(task));
+                holder = None;
+            }
+            _ => {}
+        }
+    }
+    assert!(free_overlapped, "a task without the lock is not held back");
+}
+
+#[tokio::test]
+async fn command_agent_wraps_prompt_tasks() {
+    let rig = Rig::new();
+    let mut review = task("review", &[]);
+    review.action = Action::Prompt("Review {{ context.project }}".into());
+    review.requires = vec!["review".into()];
+    let mut wf = workflow(vec![review]);
+    wf.context.insert("project".into(), json!("demo"));
+    let mut ai = agent(AgentKind::Command, &["review"], 1);
+    ai.command = Some("echo {{ task.prompt }}".into());
+    wf.agents.insert("ai".into(), ai);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    assert_eq!(&*snap.runs[&w.run].tasks[0].attempts[0].agent, "ai");
+    assert_eq!(w.log_lines("review", 1), vec!["Review demo".to_string()]);
+}
+
+// ----- 13. subscriptions -----
+
+#[tokio::test]
+async fn subscribing_from_a_middle_seq_gets_exactly_the_later_events() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("a", &[], "sleep 0.1"),
+        sh("b", &[0], "sleep 0.1"),
+        sh("c", &[1], "sleep 0.1"),
+        sh("d", &[2], "sleep 0.1"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    // Part way through the run ...
+    let mid = w
+        .wait(|k| matches!(k, EventKind::TaskSucceeded { task: 0, .. }))
+        .await
+        .seq
+        - 2;
+    let mut late = rig.engine.subscribe(mid).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let last = w.events.last().unwrap().seq;
+
+    let mut got = Vec::new();
+    while got.last().is_none_or(|e: &Arc<Event>| e.seq < last) {
+        let ev = tokio::time::timeout(WAIT, late.next())
+            .await
+            .expect("the late subscription stalled")
+            .expect("engine stopped");
+        got.push(ev);
+    }
+    let expected: Vec<Arc<Event>> = w.events.iter().filter(|e| e.seq > mid).cloned().collect();
+    assert_eq!(got, expected);
+    assert_eq!(got[0].seq, mid + 1);
+    assert_eq!(late.last_seq(), last);
+
+    // A subscription from 0 after the fact replays the same history.
+    let mut replay = rig.engine.subscribe(0).await.unwrap();
+    for e in &w.events {
+        let ev = tokio::time::timeout(WAIT, replay.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&ev, e);
+    }
+}
+
+// ----- 14. many instant tasks -----
+
+#[tokio::test]
+async fn two_thousand_noop_tasks_in_layers_each_succeed_once() {
+    const LAYERS: usize = 20;
+    const WIDTH: usize = 100;
+    let rig = Rig::new();
+    let mut tasks = Vec::new();
+    for l in 0..LAYERS {
+        for i in 0..WIDTH {
+            let needs: Vec<TaskIdx> = if l == 0 {
+                vec![]
+            } else {
+                let prev = (l - 1) * WIDTH;
+                let mut n = vec![
+                    (prev + i) as TaskIdx,
+                    (prev + (i * 7 + 3) % WIDTH) as TaskIdx,
+                ];
+                n.dedup();
+                n
+            };
+            tasks.push(task(&format!("t{l}-{i}"), &needs));
+        }
+    }
+    let mut w = rig.submit(workflow(tasks)).await;
+    assert_eq!(w.finish().await, RunState::Succeeded);
+
+    let mut succeeded = vec![0u32; LAYERS * WIDTH];
+    let mut done = vec![false; LAYERS * WIDTH];
+    for (i, e) in w.events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        match e.kind {
+            EventKind::TaskSucceeded { task, .. } => {
+                succeeded[task as usize] += 1;
+                done[task as usize] = true;
+            }
+            EventKind::TaskAssigned { task, .. } => {
+                for n in &w.wf.tasks[task as usize].needs {
+                    assert!(done[*n as usize], "t{task} started before its need t{n}");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(succeeded.iter().all(|n| *n == 1));
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.count(TaskState::Succeeded) as usize, LAYERS * WIDTH);
+    assert!(run.tasks.iter().all(|t| t.attempts.len() == 1));
+}
