@@ -634,8 +634,15 @@ impl EngineState {
                 if let Some(at) = run.tasks[t as usize].retry_at.take() {
                     self.timers.remove(&(at, ev.run.clone(), t));
                 }
-                if task_state == TaskState::RetryWait {
-                    run.push_ready(t);
+                match task_state {
+                    TaskState::RetryWait => run.push_ready(t),
+                    // Due while paused: it is ready once resumed (the timer is gone).
+                    TaskState::Paused
+                        if run.tasks[t as usize].paused_from == Some(TaskState::RetryWait) =>
+                    {
+                        run.tasks[t as usize].paused_from = Some(TaskState::Ready);
+                    }
+                    _ => {}
                 }
             }
             EventKind::TaskConditionPassed { task } => {
@@ -722,8 +729,14 @@ impl EngineState {
             EventKind::TaskApproved { task } => {
                 let t = *task;
                 run.tasks[t as usize].approved = true;
-                if run.tasks[t as usize].state == TaskState::WaitingApproval {
+                let task = &mut run.tasks[t as usize];
+                if task.state == TaskState::WaitingApproval {
                     run.push_ready(t);
+                } else if task.state == TaskState::Paused
+                    && task.paused_from == Some(TaskState::WaitingApproval)
+                {
+                    // Approved while paused: it is ready once resumed.
+                    task.paused_from = Some(TaskState::Ready);
                 }
             }
             EventKind::TaskRetried { task } => {
