@@ -720,7 +720,18 @@ impl EngineState {
                                     run.gates[g as usize].state = GateState::Pending;
                                 }
                             }
-                            run.note_validating(t);
+                            // Paused while its gates ran, and they passed meanwhile: done.
+                            let passed = run.index.gates_of[t as usize].iter().all(|g| {
+                                matches!(
+                                    run.gates[*g as usize].state,
+                                    GateState::Passed | GateState::Warned
+                                )
+                            });
+                            if passed {
+                                run.succeed(t, now);
+                            } else {
+                                run.note_validating(t);
+                            }
                         }
                         other => run.set_state(t, other),
                     }
