@@ -857,6 +857,8 @@ impl EngineState {
                                         run.tasks[t as usize].outputs.clear();
                                         run.tasks[t as usize].reason = Some(why.clone());
                                         run.push_ready(t);
+                                        // The new attempt is checked again.
+                                        run.gates[g].state = GateState::Pending;
                                     } else {
                                         run.fail_task(t, &why, now);
                                     }
