@@ -533,9 +533,23 @@ impl Actor {
                         "cannot retry `{name}`: it is {s} (only failed or cancelled tasks can be retried; use re-run to run a finished task again)"
                     ));
                 }
+                if let Some(n) = run.dead_need(t) {
+                    return refuse(format!(
+                        "cannot retry `{name}`: its upstream `{}` is {}; retry or re-run that first",
+                        run.task_id(n),
+                        run.tasks[n as usize].state
+                    ));
+                }
                 self.emit(run_id, EventKind::TaskRetried { task: t });
             }
             Command::RerunFrom { .. } => {
+                if let Some(n) = run.dead_need(t) {
+                    return refuse(format!(
+                        "cannot re-run from `{name}`: its upstream `{}` is {}; retry or re-run that first",
+                        run.task_id(n),
+                        run.tasks[n as usize].state
+                    ));
+                }
                 // Nothing downstream (or the task itself) may be mid-attempt.
                 let mut stack = vec![t];
                 let mut seen = std::collections::HashSet::new();

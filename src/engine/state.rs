@@ -375,6 +375,40 @@ impl Run {
             || (s == TaskState::Failed && self.workflow.tasks[t as usize].continue_on_failure)
     }
 
+    /// A need of `t` that has finished without satisfying it (so `t` can never run), if any.
+    pub fn dead_need(&self, t: TaskIdx) -> Option<TaskIdx> {
+        self.workflow.tasks[t as usize]
+            .needs
+            .iter()
+            .copied()
+            .find(|n| self.tasks[*n as usize].state.is_terminal() && !self.satisfies(*n))
+    }
+
+    /// After a reset: a pending task with a dead need ends blocked (or skipped) at once, with
+    /// its pending dependents, as it would have the first time.
+    fn settle_dead_needs(&mut self, t: TaskIdx) {
+        if self.tasks[t as usize].state != TaskState::Pending {
+            return;
+        }
+        let Some(n) = self.dead_need(t) else {
+            return;
+        };
+        let (state, why) = if self.tasks[n as usize].state == TaskState::Skipped {
+            (
+                TaskState::Skipped,
+                format!("upstream `{}` was skipped", self.task_id(n)),
+            )
+        } else {
+            (
+                TaskState::Blocked,
+                format!("upstream `{}` did not succeed", self.task_id(n)),
+            )
+        };
+        self.set_state(t, state);
+        self.tasks[t as usize].reason = Some(why.clone());
+        self.propagate_down(t, state, &why);
+    }
+
     fn recount_unmet(&mut self, t: TaskIdx) {
         let needs = &self.workflow.tasks[t as usize].needs;
         let unmet = needs.iter().filter(|n| !self.satisfies(**n)).count() as u32;
@@ -756,13 +790,21 @@ impl EngineState {
                 run.reset_task(t);
                 // Its blocked (or gate-failed) dependents get another chance too.
                 let mut stack = run.index.dependents[t as usize].clone();
+                let mut reset = vec![t];
                 while let Some(d) = stack.pop() {
                     if run.tasks[d as usize].state == TaskState::Blocked {
                         run.reset_task(d);
+                        reset.push(d);
                         stack.extend(run.index.dependents[d as usize].iter().copied());
                     }
                 }
-                if run.tasks[t as usize].unmet == 0 {
+                // Those with another failed upstream stay blocked.
+                for x in reset {
+                    run.settle_dead_needs(x);
+                }
+                if run.tasks[t as usize].state == TaskState::Pending
+                    && run.tasks[t as usize].unmet == 0
+                {
                     run.on_unblocked(t);
                 }
             }
@@ -788,6 +830,10 @@ impl EngineState {
                 }
                 for x in &order {
                     run.recount_unmet(*x);
+                }
+                // Those with a failed or skipped upstream outside the re-run end as before.
+                for x in &order {
+                    run.settle_dead_needs(*x);
                 }
                 for x in order {
                     if run.tasks[x as usize].state == TaskState::Pending
