@@ -1535,3 +1535,182 @@ async fn two_thousand_noop_tasks_in_layers_each_succeed_once() {
     assert_eq!(run.count(TaskState::Succeeded) as usize, LAYERS * WIDTH);
     assert!(run.tasks.iter().all(|t| t.attempts.len() == 1));
 }
+
+// ----- edge cases: pauses in odd states, retries with other failures, gate retry -----
+
+#[tokio::test]
+async fn a_task_paused_while_waiting_for_its_retry_runs_once_resumed() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![sh("flaky", &[], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]")]);
+    wf.tasks[0].retry = retry(2, 1000);
+    let mut w = rig.submit(wf).await;
+    w.wait(|k| matches!(k, EventKind::TaskFailed { attempt: 1, .. }))
+        .await;
+    w.cmd(Command::PauseTask {
+        run: w.run_id(),
+        task: "flaky".into(),
+    })
+    .await
+    .unwrap();
+    // The retry comes due while the task is paused: it stays paused.
+    w.wait(|k| matches!(k, EventKind::TaskRetryDue { .. }))
+        .await;
+    let snap = w.snapshot().await;
+    assert_eq!(snap.runs[&w.run].tasks[0].state, TaskState::Paused);
+    assert_eq!(snap.runs[&w.run].tasks[0].attempts.len(), 1);
+
+    w.cmd(Command::ResumeTask {
+        run: w.run_id(),
+        task: "flaky".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    assert_eq!(w.snapshot().await.runs[&w.run].tasks[0].attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn a_task_approved_while_paused_runs_once_resumed() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![sh("release", &[], "true")]);
+    wf.tasks[0].approval = true;
+    let mut w = rig.submit(wf).await;
+    w.wait(|k| matches!(k, EventKind::TaskAwaitingApproval { .. }))
+        .await;
+    let cmd = |c: fn(RunId, String) -> Command| c(w.run_id(), "release".into());
+    w.cmd(cmd(|run, task| Command::PauseTask { run, task }))
+        .await
+        .unwrap();
+    w.cmd(cmd(|run, task| Command::Approve { run, task }))
+        .await
+        .unwrap();
+    assert_eq!(w.state_of("release").await, TaskState::Paused);
+    w.cmd(cmd(|run, task| Command::ResumeTask { run, task }))
+        .await
+        .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+}
+
+#[tokio::test]
+async fn a_task_paused_while_its_gate_checks_finishes_once_resumed() {
+    let rig = Rig::new();
+    let mut w = rig.submit(gated(SMALL, "sleep 1", OnFail::Fail)).await;
+    w.wait(|k| matches!(k, EventKind::GateStarted { .. })).await;
+    w.cmd(Command::PauseTask {
+        run: w.run_id(),
+        task: "build".into(),
+    })
+    .await
+    .unwrap();
+    w.wait(|k| {
+        matches!(
+            k,
+            EventKind::GateFinished {
+                state: GateState::Passed,
+                ..
+            }
+        )
+    })
+    .await;
+    let snap = w.snapshot().await;
+    assert_eq!(snap.runs[&w.run].tasks[0].state, TaskState::Paused);
+    assert_eq!(snap.runs[&w.run].tasks[1].state, TaskState::Pending);
+    w.cmd(Command::ResumeTask {
+        run: w.run_id(),
+        task: "build".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+}
+
+#[tokio::test]
+async fn retrying_one_failed_upstream_keeps_a_dependent_of_another_blocked() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("a", &[], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]"),
+        sh("z", &[], "exit 1"),
+        sh("d", &[0, 1], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    let (state, end) = w.finish_after(0).await;
+    assert_eq!(state, RunState::Failed);
+    w.cmd(Command::RetryTask {
+        run: w.run_id(),
+        task: "a".into(),
+    })
+    .await
+    .unwrap();
+    let (state, _) = w.finish_after(end).await;
+    assert_eq!(state, RunState::Failed, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Succeeded);
+    assert_eq!(run.tasks[2].state, TaskState::Blocked);
+    assert!(run.tasks[2].attempts.is_empty());
+}
+
+#[tokio::test]
+async fn rerun_from_keeps_a_dependent_of_a_failed_task_blocked() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("b", &[], "true"),
+        sh("z", &[], "exit 1"),
+        sh("d", &[0, 1], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    let (state, end) = w.finish_after(0).await;
+    assert_eq!(state, RunState::Failed);
+    w.cmd(Command::RerunFrom {
+        run: w.run_id(),
+        task: "b".into(),
+    })
+    .await
+    .unwrap();
+    let (state, _) = w.finish_after(end).await;
+    assert_eq!(state, RunState::Failed, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].attempts.len(), 2);
+    assert_eq!(run.tasks[2].state, TaskState::Blocked);
+}
+
+#[tokio::test]
+async fn rerun_from_a_task_whose_upstream_failed_is_refused() {
+    let rig = Rig::new();
+    let wf = workflow(vec![sh("a", &[], "exit 1"), sh("b", &[0], "true")]);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+    let r = w
+        .cmd(Command::RerunFrom {
+            run: w.run_id(),
+            task: "b".into(),
+        })
+        .await;
+    let Err(EngineError::Refused(msg)) = r else {
+        panic!("expected a refusal, got {r:?}")
+    };
+    assert!(msg.contains("`a`"), "{msg}");
+    let snap = w.snapshot().await;
+    assert_eq!(snap.runs[&w.run].state, RunState::Failed);
+    assert_eq!(snap.runs[&w.run].tasks[1].state, TaskState::Blocked);
+}
+
+#[tokio::test]
+async fn failing_gate_with_retry_reruns_the_task_and_rechecks() {
+    let rig = Rig::new();
+    let mut wf = gated(
+        "echo size_mb=$((100 / TASKDECK_ATTEMPT / TASKDECK_ATTEMPT)) >> \"$TASKDECK_OUTPUT\"",
+        "true",
+        OnFail::Retry,
+    );
+    wf.tasks[0].retry = retry(2, 10);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].attempts.len(), 2);
+    assert_eq!(run.tasks[0].outputs["size_mb"], json!(25));
+    assert_eq!(run.gates[0].state, GateState::Passed);
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+}
