@@ -516,7 +516,11 @@ impl Actor {
                         h.send(Control::Resume);
                         h.send(Control::Cancel);
                     }
-                    None => self.emit(run_id, EventKind::TaskCancelled { task: t }),
+                    None => {
+                        self.emit(run_id, EventKind::TaskCancelled { task: t });
+                        // A validating task's gates cannot pass now: stop their checks.
+                        self.stop_idle_gate_checks(run_id);
+                    }
                 }
             }
             Command::RetryTask { .. } => {
@@ -567,6 +571,7 @@ impl Actor {
                     stack.extend(run.index.dependents[x as usize].iter().copied());
                 }
                 self.emit(run_id, EventKind::TaskRerun { task: t });
+                self.stop_idle_gate_checks(run_id);
             }
             Command::Approve { .. } => {
                 let needs_approval = run.workflow.tasks[t as usize].approval;
@@ -630,6 +635,24 @@ impl Actor {
             }
         }
         self.system_log(run_id, "cancel requested: stopping running tasks".into());
+    }
+
+    /// Cancels running checks of gates of `run_id` that are no longer checking.
+    fn stop_idle_gate_checks(&self, run_id: &RunId) {
+        let Some(run) = self.state.runs.get(run_id) else {
+            return;
+        };
+        for (k, h) in &self.handles {
+            if let Purpose::GateCheck { gate, .. } = k.purpose
+                && &k.run == run_id
+                && run
+                    .gates
+                    .get(gate as usize)
+                    .is_none_or(|g| g.state != GateState::Checking)
+            {
+                h.send(Control::Cancel);
+            }
+        }
     }
 
     fn cancel_everything(&mut self) {
@@ -972,7 +995,14 @@ impl Actor {
                     .get(&key.run)
                     .and_then(|e| e.gate_round.get(&gate))
                     .is_some_and(|r| *r == key.attempt);
-                if !current {
+                // A gate that stopped checking (its task was cancelled, the run ended) takes
+                // no more results: nothing about a run may follow its RunFinished.
+                let checking = self.state.runs.get(&key.run).is_some_and(|r| {
+                    r.gates
+                        .get(gate as usize)
+                        .is_some_and(|g| g.state == GateState::Checking)
+                });
+                if !current || !checking {
                     return;
                 }
                 let mut message = result.error.clone();
@@ -1286,6 +1316,10 @@ impl Actor {
             .get(id)
             .is_some_and(|e| e.compensating.is_some())
         {
+            return;
+        }
+        // Gate checks being stopped still run: the run ends once its processes are gone.
+        if self.handles.keys().any(|k| &k.run == id) {
             return;
         }
         let state = if run.cancel_requested {
