@@ -1714,3 +1714,151 @@ async fn failing_gate_with_retry_reruns_the_task_and_rechecks() {
     assert_eq!(run.gates[0].state, GateState::Passed);
     assert_eq!(run.tasks[1].state, TaskState::Succeeded);
 }
+
+// ----- cancel and shutdown with gate checks and processes in flight -----
+
+/// After `shutdown` returned every report has been handled: no event may follow `RunFinished`.
+async fn assert_run_finished_last(w: &Watch) {
+    w.engine.shutdown().await.unwrap();
+    let snap = w.snapshot().await;
+    let finished = w
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+        .expect("finished")
+        .seq;
+    assert_eq!(
+        snap.last_seq,
+        finished,
+        "events after RunFinished:\n{}",
+        w.dump()
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_run_during_gate_checks_stops_them_and_ends_the_run_last() {
+    let rig = Rig::new();
+    let pidfile = rig.path("check.pid");
+    let check = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let mut w = rig.submit(gated(SMALL, &check, OnFail::Fail)).await;
+    w.wait(|k| matches!(k, EventKind::GateStarted { .. })).await;
+    let pid = read_pid(&pidfile).await;
+    w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Cancelled, "\n{}", w.dump());
+    assert!(
+        eventually(|| !alive(pid)).await,
+        "gate check {pid} survived"
+    );
+    assert_run_finished_last(&w).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_validating_task_stops_its_gate_checks() {
+    let rig = Rig::new();
+    let pidfile = rig.path("check.pid");
+    let check = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let mut w = rig.submit(gated(SMALL, &check, OnFail::Fail)).await;
+    w.wait(|k| matches!(k, EventKind::GateStarted { .. })).await;
+    let pid = read_pid(&pidfile).await;
+    w.cmd(Command::CancelTask {
+        run: w.run_id(),
+        task: "build".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Failed, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    assert_eq!(snap.runs[&w.run].tasks[0].state, TaskState::Cancelled);
+    assert_eq!(snap.runs[&w.run].tasks[1].state, TaskState::Blocked);
+    assert!(
+        eventually(|| !alive(pid)).await,
+        "gate check {pid} survived"
+    );
+    assert_run_finished_last(&w).await;
+}
+
+#[tokio::test]
+async fn shutdown_cancels_runs_and_waits_for_their_processes() {
+    let rig = Rig::new();
+    let wf = workflow(vec![sh("long", &[], "sleep 30"), sh("next", &[0], "true")]);
+    let mut w = rig.submit(wf).await;
+    let ev = w.started("long").await;
+    let EventKind::TaskStarted { pid: Some(pid), .. } = ev.kind else {
+        panic!("no pid")
+    };
+    tokio::time::timeout(WAIT, rig.engine.shutdown())
+        .await
+        .expect("shutdown hung")
+        .unwrap();
+    // Shutdown returned: the process has been reaped.
+    assert!(!alive(pid), "pid {pid} outlived shutdown");
+    assert_eq!(w.finish().await, RunState::Cancelled);
+    let snap = w.snapshot().await;
+    assert!(
+        snap.runs[&w.run]
+            .tasks
+            .iter()
+            .all(|t| t.state == TaskState::Cancelled)
+    );
+}
+
+// ----- limits and errors -----
+
+#[tokio::test]
+async fn workflow_max_parallel_caps_running_tasks() {
+    let rig = Rig::new();
+    let mut wf = workflow(
+        (0..4)
+            .map(|i| sh(&format!("t{i}"), &[], "sleep 0.2"))
+            .collect(),
+    );
+    wf.max_parallel = Some(2);
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let (mut running, mut max) = (0, 0);
+    for e in &w.events {
+        match e.kind {
+            EventKind::TaskAssigned { .. } => {
+                running += 1;
+                max = max.max(running);
+            }
+            EventKind::TaskSucceeded { .. } => running -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(max, 2);
+}
+
+#[tokio::test]
+async fn clear_errors_for_missing_secrets_bad_conditions_and_oversized_context() {
+    let rig = Rig::with(|c| c.defaults.max_context_bytes = 2_000);
+    let mut wf = workflow(vec![
+        sh("needs-secret", &[], "true"),
+        sh("bad-when", &[], "true"),
+        sh("big", &[], "true"),
+    ]);
+    wf.secrets.insert(
+        "missing".into(),
+        SecretSource::Env("TASKDECK_ETEST_SURELY_UNSET_VAR".into()),
+    );
+    wf.tasks[0].reads = Some(vec!["secrets.missing".into()]);
+    wf.tasks[1].when = Some("tasks.nowhere.outputs.x == 1".into());
+    wf.context.insert("blob".into(), json!("x".repeat(3_000)));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    let err = |t: usize| run.tasks[t].reason.clone().unwrap_or_default();
+    assert!(
+        run.tasks.iter().all(|t| t.state == TaskState::Failed),
+        "\n{}",
+        w.dump()
+    );
+    assert!(
+        err(0).contains("TASKDECK_ETEST_SURELY_UNSET_VAR"),
+        "{}",
+        err(0)
+    );
+    assert!(err(1).contains("cannot evaluate `when`"), "{}", err(1));
+    assert!(err(2).contains("max_context_bytes"), "{}", err(2));
+}
