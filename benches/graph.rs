@@ -20,7 +20,8 @@ fn random_dag(n: u32, shuffled: bool) -> Vec<Vec<u32>> {
             needs[perm[i as usize] as usize].push(perm[j as usize]);
         }
     }
-    needs
+    // Reallocate in index order, as a parser reading the file top to bottom would have.
+    needs.iter().map(|v| v.to_vec()).collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -32,6 +33,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function("find_cycle", |b| b.iter(|| find_cycle(black_box(&needs))));
         g.finish();
     }
+    // The error path: a long cycle closed from the first task back to the last one.
+    let mut needs = random_dag(100_000, false);
+    needs[0].push(99_999);
+    let mut g = c.benchmark_group("100k tasks 200k edges, one cycle");
+    g.sample_size(10);
+    g.bench_function("find_cycle", |b| b.iter(|| find_cycle(black_box(&needs))));
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -127,28 +127,59 @@ pub fn find_cycle(needs: Needs<'_>) -> Option<Vec<TaskIdx>> {
         return None;
     }
 
-    // What is left are the cycles and the tasks behind them. Find the cyclic strongly connected
-    // components with petgraph over that remainder (edge `task -> need`). Kosaraju rather than
-    // `tarjan_scc`: petgraph's Tarjan recurses once per node on a path and overflows the stack
-    // on long chains; Kosaraju walks with an explicit stack.
-    let left = |v: usize| pending[v] > 0;
-    let mut g: DiGraph<(), (), u32> = DiGraph::with_capacity(n, 0);
-    for _ in 0..n {
+    // What is left are the cycles and the tasks that depend on them. Peel again from the other
+    // end: drop tasks nothing left depends on. The rest lies on cycles or between them, which
+    // keeps the SCC pass small even when a cycle sits under most of a large graph.
+    let mut dependents_left = vec![0u32; n];
+    for v in (0..n).filter(|&v| pending[v] > 0) {
+        for &d in deps.of(v as u32) {
+            if pending[d as usize] > 0 {
+                dependents_left[v] += 1;
+            }
+        }
+    }
+    let mut keep: Vec<bool> = pending.iter().map(|&p| p > 0).collect();
+    let mut stack: Vec<u32> = (0..n as u32)
+        .filter(|&v| keep[v as usize] && dependents_left[v as usize] == 0)
+        .collect();
+    while let Some(v) = stack.pop() {
+        keep[v as usize] = false;
+        for &d in &needs[v as usize] {
+            let d = d as usize;
+            if d < n && keep[d] {
+                dependents_left[d] -= 1;
+                if dependents_left[d] == 0 {
+                    stack.push(d as u32);
+                }
+            }
+        }
+    }
+
+    // Compact numbering of the kept tasks, increasing with the index so "earliest" carries over.
+    let kept: Vec<u32> = (0..n as u32).filter(|&v| keep[v as usize]).collect();
+    let mut compact = vec![u32::MAX; n];
+    for (k, &v) in kept.iter().enumerate() {
+        compact[v as usize] = k as u32;
+    }
+    let m = kept.len();
+
+    // Cyclic strongly connected components with petgraph (edge `task -> need`). Kosaraju rather
+    // than `tarjan_scc`: petgraph's Tarjan recurses once per node on a path and overflows the
+    // stack on long chains; Kosaraju walks with an explicit stack.
+    let mut g: DiGraph<(), (), u32> = DiGraph::with_capacity(m, m);
+    for _ in 0..m {
         g.add_node(());
     }
-    for (task, ds) in needs.iter().enumerate() {
-        if !left(task) {
-            continue;
-        }
-        for &dep in ds {
-            if (dep as usize) < n && left(dep as usize) {
-                g.add_edge(NodeIndex::new(task), NodeIndex::new(dep as usize), ());
+    for (k, &v) in kept.iter().enumerate() {
+        for &dep in &needs[v as usize] {
+            if let Some(&cd) = compact.get(dep as usize).filter(|&&c| c != u32::MAX) {
+                g.add_edge(NodeIndex::new(k), NodeIndex::new(cd as usize), ());
             }
         }
     }
     let sccs = petgraph::algo::kosaraju_scc(&g);
-    // Component id per node, and the earliest task that lies on some cycle.
-    let mut comp = vec![usize::MAX; n];
+    // Component id per node, and the earliest node that lies on some cycle.
+    let mut comp = vec![usize::MAX; m];
     let mut start: Option<usize> = None;
     for (c, scc) in sccs.iter().enumerate() {
         let cyclic = scc.len() > 1 || scc.iter().any(|&v| g.contains_edge(v, v));
@@ -168,8 +199,8 @@ pub fn find_cycle(needs: Needs<'_>) -> Option<Vec<TaskIdx>> {
 
     // BFS inside the component from `start` until an edge leads back to it: that edge closes a
     // shortest cycle through `start`. Neighbours are visited in file order for determinism.
-    let mut parent = vec![u32::MAX; n];
-    let mut seen = vec![false; n];
+    let mut parent = vec![u32::MAX; m];
+    let mut seen = vec![false; m];
     seen[start] = true;
     let mut queue = VecDeque::from([start]);
     let mut next: Vec<usize> = Vec::new();
@@ -183,13 +214,13 @@ pub fn find_cycle(needs: Needs<'_>) -> Option<Vec<TaskIdx>> {
         next.sort_unstable();
         for &w in &next {
             if w == start {
-                let mut path = vec![start as TaskIdx];
+                let mut path = vec![kept[start]];
                 let mut at = v;
                 while at != start {
-                    path.push(at as TaskIdx);
+                    path.push(kept[at]);
                     at = parent[at] as usize;
                 }
-                path.push(start as TaskIdx);
+                path.push(kept[start]);
                 // Collected backwards from `v`; the ends are both `start`, reverse the middle.
                 let len = path.len();
                 path[1..len - 1].reverse();
@@ -217,60 +248,43 @@ fn in_file_order(needs: Needs<'_>) -> bool {
 
 /// Analyses an acyclic graph.
 ///
-/// Given a cyclic graph (callers should check `find_cycle` first) it does not panic: tasks on or
-/// downstream of a cycle are left out of `topo`, `levels` and `critical_path` and get rank 0.
+/// Given a cyclic graph it does not panic: tasks on or downstream of a cycle are left out of
+/// `topo`, `levels` and `critical_path` and get rank 0. So a caller that needs both can analyse
+/// first and call `find_cycle` only when `topo` is shorter than `needs`.
 ///
 /// Ties are broken by file order (the earliest ready task goes first), so `topo` equals file
 /// order whenever the file already lists dependencies first. Cost: O(V + E) in that case, and
 /// O(V log V + E) at worst, for the heap that orders tasks that turn ready "out of order".
 pub fn analyze(needs: Needs<'_>) -> Analysis {
     let n = needs.len();
-    let topo = if in_file_order(needs) {
-        (0..n as u32).collect()
+    let Walk {
+        topo,
+        level,
+        rank,
+        next,
+    } = if in_file_order(needs) {
+        walk_in_file_order(needs)
     } else {
-        kahn(needs)
+        walk_general(needs)
     };
 
-    // Levels: pulled from the needs, which come earlier in `topo`.
-    let mut level = vec![0u32; n];
-    let mut depth = 0usize;
-    for &v in &topo {
-        let l = needs[v as usize]
-            .iter()
-            .filter(|&&d| (d as usize) < n)
-            .map(|&d| level[d as usize] + 1)
-            .max()
-            .unwrap_or(0);
-        level[v as usize] = l;
-        depth = depth.max(l as usize + 1);
-    }
-    // Each level in file order. Tasks not in `topo` (on or behind a cycle) are left out.
-    let mut placed = vec![false; n];
-    for &v in &topo {
-        placed[v as usize] = true;
-    }
-    let mut levels: Vec<Vec<TaskIdx>> = vec![Vec::new(); depth];
-    for i in 0..n {
-        if placed[i] {
-            levels[level[i] as usize].push(i as TaskIdx);
+    // Each level in file order, sized up front (a level may hold most of the graph).
+    let depth = topo
+        .iter()
+        .map(|&v| level[v as usize] as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut sizes = vec![0usize; depth];
+    for &l in &level {
+        if let Some(s) = sizes.get_mut(l as usize) {
+            *s += 1;
         }
     }
-
-    // Rank, pushed from each task to its needs in reverse topological order: when a task is
-    // reached, all its dependents have pushed their rank into `below`. `next` remembers the
-    // earliest dependent of greatest rank, which is the critical path's next step.
-    let mut rank = vec![0u32; n];
-    let mut below = vec![0u32; n];
-    let mut next = vec![u32::MAX; n];
-    for &v in topo.iter().rev() {
-        let r = below[v as usize] + 1;
-        rank[v as usize] = r;
-        for &d in &needs[v as usize] {
-            let d = d as usize;
-            if d < n && (r > below[d] || (r == below[d] && v < next[d])) {
-                below[d] = r;
-                next[d] = v;
-            }
+    let mut levels: Vec<Vec<TaskIdx>> = sizes.into_iter().map(Vec::with_capacity).collect();
+    for (i, &l) in level.iter().enumerate() {
+        // Unplaced tasks (on or behind a cycle) carry `UNPLACED` and fall outside.
+        if let Some(group) = levels.get_mut(l as usize) {
+            group.push(i as TaskIdx);
         }
     }
 
@@ -285,7 +299,7 @@ pub fn analyze(needs: Needs<'_>) -> Analysis {
     let mut cur = best;
     while let Some(v) = cur {
         critical_path.push(v);
-        cur = next.get(v as usize).copied().filter(|&w| w != u32::MAX);
+        cur = next.get(v as usize).copied().filter(|&w| w != NONE);
     }
 
     Analysis {
@@ -296,9 +310,59 @@ pub fn analyze(needs: Needs<'_>) -> Analysis {
     }
 }
 
-/// Kahn's topological sort taking the earliest ready task first. Tasks on or behind a cycle are
-/// never ready and are left out.
-fn kahn(needs: Needs<'_>) -> Vec<TaskIdx> {
+/// Level of a task `analyze` could not place (on or behind a cycle).
+const UNPLACED: u32 = u32::MAX;
+/// No next task on the critical path.
+const NONE: u32 = u32::MAX;
+
+/// Per-task results of one pass over the graph.
+struct Walk {
+    topo: Vec<TaskIdx>,
+    level: Vec<u32>,
+    rank: Vec<u32>,
+    /// The earliest dependent of greatest rank: the critical path's next step from a task.
+    next: Vec<u32>,
+}
+
+/// The common case, every need earlier in the file: no sort and no reverse adjacency needed.
+fn walk_in_file_order(needs: Needs<'_>) -> Walk {
+    let n = needs.len();
+    let mut level = vec![0u32; n];
+    for (v, deps) in needs.iter().enumerate() {
+        level[v] = deps
+            .iter()
+            .map(|&d| level[d as usize] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    // Rank pushed from each task to its needs, last task first: when a task is reached every
+    // dependent has pushed its rank into `rank[task]`, which then only needs the task itself.
+    // Dependents arrive in decreasing index order, so `>=` keeps the earliest of a tie.
+    let mut rank = vec![0u32; n];
+    let mut next = vec![NONE; n];
+    for (v, deps) in needs.iter().enumerate().rev() {
+        rank[v] += 1;
+        let r = rank[v];
+        for &d in deps {
+            let d = d as usize;
+            if r >= rank[d] {
+                rank[d] = r;
+                next[d] = v as u32;
+            }
+        }
+    }
+    Walk {
+        topo: (0..n as u32).collect(),
+        level,
+        rank,
+        next,
+    }
+}
+
+/// Any order: Kahn's sort taking the earliest ready task first, with levels pushed along the
+/// way, then ranks pulled in reverse over the dependents. Tasks on or behind a cycle are never
+/// ready: they are left out of `topo` and keep level `UNPLACED` and rank 0.
+fn walk_general(needs: Needs<'_>) -> Walk {
     let n = needs.len();
     let deps = Dependents::new(needs);
     // Ready tasks at or after `cursor` are only flagged and found by a forward scan; only a task
@@ -309,6 +373,7 @@ fn kahn(needs: Needs<'_>) -> Vec<TaskIdx> {
     let mut late: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
     let mut cursor = 0usize;
     let mut topo = Vec::with_capacity(n);
+    let mut level = vec![0u32; n];
     loop {
         while cursor < n && !flagged[cursor] {
             cursor += 1;
@@ -326,8 +391,11 @@ fn kahn(needs: Needs<'_>) -> Vec<TaskIdx> {
             _ => break,
         };
         topo.push(v);
+        let lv = level[v as usize] + 1;
         for &d in deps.of(v) {
             let d = d as usize;
+            // All needs of `d` are placed before it, so its level is final once it is ready.
+            level[d] = level[d].max(lv);
             pending[d] -= 1;
             if pending[d] == 0 {
                 if d >= cursor {
@@ -338,7 +406,33 @@ fn kahn(needs: Needs<'_>) -> Vec<TaskIdx> {
             }
         }
     }
-    topo
+    for (l, &p) in level.iter_mut().zip(&pending) {
+        if p > 0 {
+            *l = UNPLACED;
+        }
+    }
+
+    let mut rank = vec![0u32; n];
+    let mut next = vec![NONE; n];
+    for &v in topo.iter().rev() {
+        // Dependents are sorted by index and only a strictly greater rank replaces the best,
+        // so ties go to the earliest. Unplaced dependents have rank 0 and never win.
+        let (mut best, mut at) = (0u32, NONE);
+        for &d in deps.of(v) {
+            if rank[d as usize] > best {
+                best = rank[d as usize];
+                at = d;
+            }
+        }
+        rank[v as usize] = best + 1;
+        next[v as usize] = at;
+    }
+    Walk {
+        topo,
+        level,
+        rank,
+        next,
+    }
 }
 
 #[cfg(test)]
@@ -528,6 +622,25 @@ mod props {
         out
     }
 
+    /// Brute force: edges on the shortest cycle through `v`, if any.
+    fn shortest_cycle_through(needs: &[Vec<u32>], v: usize) -> Option<usize> {
+        let mut dist = vec![usize::MAX; needs.len()];
+        let mut queue = VecDeque::from([(v, 0usize)]);
+        while let Some((u, d)) = queue.pop_front() {
+            for &w in &needs[u] {
+                let w = w as usize;
+                if w == v {
+                    return Some(d + 1);
+                }
+                if dist[w] == usize::MAX {
+                    dist[w] = d + 1;
+                    queue.push_back((w, d + 1));
+                }
+            }
+        }
+        None
+    }
+
     proptest! {
         #[test]
         fn topo_is_earliest_ready_first(needs in dag()) {
@@ -587,6 +700,15 @@ mod props {
         }
 
         #[test]
+        fn analyze_survives_cycles(needs in cyclic()) {
+            let a = analyze(&needs);
+            // At least the planted cycle is left out; whatever is placed is consistent.
+            prop_assert!(a.topo.len() < needs.len());
+            prop_assert_eq!(a.levels.iter().map(Vec::len).sum::<usize>(), a.topo.len());
+            prop_assert_eq!(a.critical_path.len() as u32, a.rank.iter().copied().max().unwrap_or(0));
+        }
+
+        #[test]
         fn planted_cycle_is_found(needs in cyclic()) {
             let c = find_cycle(&needs);
             prop_assert!(c.is_some());
@@ -601,6 +723,12 @@ mod props {
             for w in c.windows(2) {
                 prop_assert!(needs[w[0] as usize].contains(&w[1]), "{} does not need {}", w[0], w[1]);
             }
+            // Deterministic choice: the earliest task on any cycle, and a shortest cycle through it.
+            let (first, len) = (0..needs.len())
+                .find_map(|v| shortest_cycle_through(&needs, v).map(|l| (v, l)))
+                .unwrap();
+            prop_assert_eq!(c[0] as usize, first);
+            prop_assert_eq!(c.len() - 1, len);
         }
     }
 }

@@ -63,9 +63,18 @@ pub enum GraphFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
+    /// Workflow file (TOML or JSON).
     pub file: PathBuf,
+    /// text: levels, critical path and topological order for people; dot (Graphviz) and mermaid:
+    /// edges point from a dependency to its dependent, critical path in red; json: everything,
+    /// per task its needs, level and rank.
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+    /// Text format: list every task. By default a level or the topological order shows its
+    /// first 20 ids and "… and N more", at most 50 levels are listed, and a critical path over
+    /// 20 tasks shows its first and last 10. Other formats always contain everything.
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub mod graph;
