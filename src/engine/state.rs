@@ -825,6 +825,10 @@ impl EngineState {
                 order.sort_by_key(|x| Reverse(run.index.rank[*x as usize]));
                 for x in &order {
                     if !run.tasks[*x as usize].state.is_active() {
+                        // A task waiting for its retry starts over: its timer must not fire.
+                        if let Some(at) = run.tasks[*x as usize].retry_at {
+                            self.timers.remove(&(at, ev.run.clone(), *x));
+                        }
                         run.reset_task(*x);
                     }
                 }
