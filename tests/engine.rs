@@ -1862,3 +1862,40 @@ async fn clear_errors_for_missing_secrets_bad_conditions_and_oversized_context()
     assert!(err(1).contains("cannot evaluate `when`"), "{}", err(1));
     assert!(err(2).contains("max_context_bytes"), "{}", err(2));
 }
+
+#[tokio::test]
+async fn rerun_from_upstream_of_a_task_waiting_for_its_retry_drops_the_old_timer() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![sh("a", &[], "true"), sh("b", &[0], "exit 1")]);
+    wf.tasks[1].retry = retry(3, 60_000);
+    let mut w = rig.submit(wf).await;
+    w.wait(|k| {
+        matches!(
+            k,
+            EventKind::TaskFailed {
+                task: 1,
+                retry_at: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    assert_eq!(w.snapshot().await.timers.len(), 1);
+    w.cmd(Command::RerunFrom {
+        run: w.run_id(),
+        task: "a".into(),
+    })
+    .await
+    .unwrap();
+    // `b` starts over: its old retry timer must not fire into the new attempts.
+    let snap = w.snapshot().await;
+    let b = &snap.runs[&w.run].tasks[1];
+    assert_ne!(b.state, TaskState::RetryWait);
+    assert!(
+        snap.timers.iter().all(|(at, _, _)| Some(*at) == b.retry_at),
+        "stale timers: {:?}",
+        snap.timers
+    );
+    w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Cancelled);
+}
