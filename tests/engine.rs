@@ -152,6 +152,14 @@ impl Watch {
             .await
     }
 
+    async fn started_attempt(&mut self, id: &str, n: u32) -> Arc<Event> {
+        let t = self.idx(id);
+        self.wait(
+            |k| matches!(k, EventKind::TaskStarted { task, attempt, .. } if *task == t && *attempt == n),
+        )
+        .await
+    }
+
     /// Waits for the first `RunFinished` after `after` and returns its state.
     async fn finish_after(&mut self, after: u64) -> (RunState, u64) {
         let ev = self
@@ -1278,6 +1286,11 @@ async fn secrets_reach_only_their_reader_and_are_masked_everywhere_else() {
             &format!("cp \"$TASKDECK_CONTEXT\" {}", rig.p("down-ctx.json")),
         ),
     ]);
+    // Fails, printing the secret to stderr: the error shown keeps it masked.
+    let mut leaky = sh("leaky", &[], "echo \"bad {{ secrets.token }}\" >&2; exit 1");
+    leaky.reads = Some(vec!["secrets.token".into()]);
+    leaky.continue_on_failure = true;
+    wf.tasks.push(leaky);
     wf.secrets
         .insert("token".into(), SecretSource::Env(var.clone()));
     wf.tasks[0].reads = Some(vec!["secrets.token".into()]);
@@ -1291,6 +1304,9 @@ async fn secrets_reach_only_their_reader_and_are_masked_everywhere_else() {
     let run = run_of(&snap, &w.run);
     let outputs = Value::Object(run.tasks[0].outputs.clone());
     assert_eq!(outputs["len"], json!(secret.len()));
+    let leaky = &run.tasks[2];
+    assert_eq!(leaky.state, TaskState::Failed);
+    assert_eq!(leaky.attempts[0].error, "exited with code 1: bad ***");
     // ... but its log and outputs show `***`.
     assert_eq!(outputs["echo"], json!("***"));
     assert_eq!(w.log_lines("use", 1), vec!["token is ***".to_string()]);
@@ -1898,4 +1914,105 @@ async fn rerun_from_upstream_of_a_task_waiting_for_its_retry_drops_the_old_timer
     );
     w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
     assert_eq!(w.finish().await, RunState::Cancelled);
+}
+
+#[tokio::test]
+async fn retrying_a_task_whose_upstream_was_cancelled_is_refused() {
+    let rig = Rig::new();
+    let wf = workflow(vec![sh("long", &[], "sleep 30"), sh("after", &[0], "true")]);
+    let mut w = rig.submit(wf).await;
+    w.started("long").await;
+    w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
+    let (state, end) = w.finish_after(0).await;
+    assert_eq!(state, RunState::Cancelled);
+    let r = w
+        .cmd(Command::RetryTask {
+            run: w.run_id(),
+            task: "after".into(),
+        })
+        .await;
+    let Err(EngineError::Refused(msg)) = r else {
+        panic!("expected a refusal, got {r:?}")
+    };
+    assert!(msg.contains("`long`"), "{msg}");
+    // Retrying the upstream itself reopens the run, and both run.
+    w.cmd(Command::RetryTask {
+        run: w.run_id(),
+        task: "long".into(),
+    })
+    .await
+    .unwrap();
+    let snap = w.snapshot().await;
+    assert_eq!(snap.runs[&w.run].state, RunState::Running);
+    w.started_attempt("long", 2).await;
+    w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish_after(end).await.0, RunState::Cancelled);
+}
+
+#[tokio::test]
+async fn two_runs_share_locks_and_each_finishes() {
+    let rig = Rig::new();
+    let make = |name: &str| {
+        let mut wf = workflow(vec![
+            sh("uses-lock", &[], "sleep 0.2"),
+            sh("after", &[0], "true"),
+        ]);
+        wf.name = name.into();
+        wf.tasks[0].locks = vec!["shared".into()];
+        wf
+    };
+    let r1 = rig.engine.submit(make("one"), None).await.unwrap();
+    let r2 = rig.engine.submit(make("two"), None).await.unwrap();
+    let mut sub = rig.engine.subscribe(0).await.unwrap();
+    let mut finished = HashMap::new();
+    let mut holder: Option<RunId> = None;
+    while finished.len() < 2 {
+        let ev = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match &ev.kind {
+            EventKind::TaskAssigned { task: 0, .. } => {
+                assert_eq!(holder, None, "both runs hold the lock");
+                holder = Some(ev.run.clone());
+            }
+            EventKind::TaskSucceeded { task: 0, .. } => holder = None,
+            EventKind::RunFinished { state } => {
+                finished.insert(ev.run.clone(), *state);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(finished[&r1], RunState::Succeeded);
+    assert_eq!(finished[&r2], RunState::Succeeded);
+}
+
+#[tokio::test]
+async fn agent_memory_follows_tasks_on_the_same_agent() {
+    let rig = Rig::new();
+    let mut first = sh(
+        "first",
+        &[],
+        "echo memory.note=remember-me >> \"$TASKDECK_OUTPUT\"",
+    );
+    first.requires = vec!["mem".into()];
+    let mut second = sh(
+        "second",
+        &[],
+        &format!("cp \"$TASKDECK_CONTEXT\" {}", rig.p("second-ctx.json")),
+    );
+    second.requires = vec!["mem".into()];
+    // Not a dependency: memory comes through the agent, not through `needs`.
+    second.needs = vec![];
+    let mut wf = workflow(vec![first, second]);
+    wf.tasks[1].priority = 1; // `first` goes first on the single slot.
+    wf.agents
+        .insert("solo".into(), agent(AgentKind::Local, &["mem"], 1));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    assert!(w.pos_succeeded("first") < w.pos_assigned("second"));
+    let ctx = read_json(&rig.path("second-ctx.json"));
+    assert_eq!(ctx["agent"]["name"], "solo");
+    assert_eq!(ctx["agent"]["memory"], json!({"note": "remember-me"}));
+    assert_eq!(ctx["tasks"], json!({}));
 }
