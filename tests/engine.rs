@@ -62,6 +62,16 @@ impl Rig {
         self.path(name).display().to_string()
     }
 
+    /// A command that runs until the test calls `release(name)`: the test, not the clock,
+    /// decides when it ends.
+    fn hold(&self, name: &str) -> String {
+        format!("while [ ! -e {} ]; do sleep 0.02; done", self.p(name))
+    }
+
+    fn release(&self, name: &str) {
+        std::fs::write(self.path(name), "").unwrap();
+    }
+
     async fn submit(&self, wf: Workflow) -> Watch {
         let wf = Arc::new(wf);
         let run = self.engine.submit((*wf).clone(), None).await.unwrap();
@@ -720,12 +730,13 @@ async fn cancelling_the_run_cancels_everything_and_leaves_no_process() {
 async fn paused_run_dispatches_nothing_until_resumed() {
     let rig = Rig::new();
     let wf = workflow(vec![
-        sh("first", &[], "sleep 0.3"),
+        sh("first", &[], &rig.hold("first-done")),
         sh("second", &[0], "true"),
     ]);
     let mut w = rig.submit(wf).await;
     w.started("first").await;
     w.cmd(Command::PauseRun { run: w.run_id() }).await.unwrap();
+    rig.release("first-done");
     // The running task finishes; the next one must not start.
     w.wait(|k| matches!(k, EventKind::TaskSucceeded { task: 0, .. }))
         .await;
@@ -748,7 +759,7 @@ async fn paused_run_dispatches_nothing_until_resumed() {
 async fn paused_pending_task_is_held_until_resumed() {
     let rig = Rig::new();
     let wf = workflow(vec![
-        sh("first", &[], "sleep 0.3"),
+        sh("first", &[], &rig.hold("first-done")),
         sh("held", &[0], "true"),
         sh("free", &[0], "true"),
     ]);
@@ -760,6 +771,7 @@ async fn paused_pending_task_is_held_until_resumed() {
     })
     .await
     .unwrap();
+    rig.release("first-done");
     // `free` runs once `first` is done; `held` does not.
     w.wait(|k| matches!(k, EventKind::TaskSucceeded { task: 2, .. }))
         .await;
@@ -785,7 +797,7 @@ async fn paused_pending_task_is_held_until_resumed() {
 #[tokio::test]
 async fn pausing_a_running_task_stops_its_process_and_resume_continues_it() {
     let rig = Rig::new();
-    let wf = workflow(vec![sh("sleeper", &[], "sleep 2")]);
+    let wf = workflow(vec![sh("sleeper", &[], &rig.hold("sleeper-done"))]);
     let mut w = rig.submit(wf).await;
     let ev = w.started("sleeper").await;
     let EventKind::TaskStarted { pid: Some(pid), .. } = ev.kind else {
@@ -811,6 +823,7 @@ async fn pausing_a_running_task_stops_its_process_and_resume_continues_it() {
     .await
     .unwrap();
     assert!(eventually(|| state_letter(pid) != Some('T')).await);
+    rig.release("sleeper-done");
     assert_eq!(w.finish().await, RunState::Succeeded);
     let snap = w.snapshot().await;
     let t = &snap.runs[&w.run].tasks[0];
@@ -1558,7 +1571,7 @@ async fn two_thousand_noop_tasks_in_layers_each_succeed_once() {
 async fn a_task_paused_while_waiting_for_its_retry_runs_once_resumed() {
     let rig = Rig::new();
     let mut wf = workflow(vec![sh("flaky", &[], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]")]);
-    wf.tasks[0].retry = retry(2, 1000);
+    wf.tasks[0].retry = retry(2, 2000);
     let mut w = rig.submit(wf).await;
     w.wait(|k| matches!(k, EventKind::TaskFailed { attempt: 1, .. }))
         .await;
@@ -1610,7 +1623,9 @@ async fn a_task_approved_while_paused_runs_once_resumed() {
 #[tokio::test]
 async fn a_task_paused_while_its_gate_checks_finishes_once_resumed() {
     let rig = Rig::new();
-    let mut w = rig.submit(gated(SMALL, "sleep 1", OnFail::Fail)).await;
+    let mut w = rig
+        .submit(gated(SMALL, &rig.hold("check-done"), OnFail::Fail))
+        .await;
     w.wait(|k| matches!(k, EventKind::GateStarted { .. })).await;
     w.cmd(Command::PauseTask {
         run: w.run_id(),
@@ -1618,6 +1633,7 @@ async fn a_task_paused_while_its_gate_checks_finishes_once_resumed() {
     })
     .await
     .unwrap();
+    rig.release("check-done");
     w.wait(|k| {
         matches!(
             k,
