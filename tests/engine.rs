@@ -2032,3 +2032,54 @@ async fn agent_memory_follows_tasks_on_the_same_agent() {
     assert_eq!(ctx["agent"]["memory"], json!({"note": "remember-me"}));
     assert_eq!(ctx["tasks"], json!({}));
 }
+
+// ----- small things: empty runs, unknown runs, env and cwd, bad outputs -----
+
+#[tokio::test]
+async fn an_empty_workflow_succeeds_and_unknown_runs_are_named() {
+    let rig = Rig::new();
+    let mut w = rig.submit(workflow(vec![])).await;
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let r = rig
+        .engine
+        .command(Command::PauseRun {
+            run: RunId::from("no-such-run"),
+        })
+        .await;
+    assert_eq!(r, Err(EngineError::UnknownRun(RunId::from("no-such-run"))));
+}
+
+#[tokio::test]
+async fn env_and_cwd_are_rendered_and_bad_outputs_fail_the_task() {
+    let rig = Rig::new();
+    std::fs::create_dir(rig.path("place")).unwrap();
+    let mut wf = workflow(vec![
+        sh("where", &[], "echo \"$GREETING\"; pwd"),
+        sh(
+            "bad-outputs",
+            &[],
+            "echo 'just words' >> \"$TASKDECK_OUTPUT\"",
+        ),
+    ]);
+    wf.context.insert("who".into(), json!("world"));
+    wf.context.insert("dir".into(), json!(rig.p("place")));
+    wf.tasks[0]
+        .env
+        .insert("GREETING".into(), "hello {{ context.who }}".into());
+    wf.tasks[0].cwd = Some("{{ context.dir }}".into());
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+    assert_eq!(
+        w.log_lines("where", 1),
+        vec!["hello world".to_string(), rig.p("place")]
+    );
+    let snap = w.snapshot().await;
+    let bad = &snap.runs[&w.run].tasks[1];
+    assert_eq!(bad.state, TaskState::Failed);
+    assert_eq!(bad.attempts[0].exit_code, Some(0));
+    assert!(
+        bad.attempts[0].error.contains("not `key=value`"),
+        "{}",
+        bad.attempts[0].error
+    );
+}
