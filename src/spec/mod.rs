@@ -1,8 +1,26 @@
 //! Workflow files: parse TOML or JSON (keeping source positions), validate everything at once,
 //! and produce the `Workflow` the engine runs.
 
+mod agents;
+mod decode;
+mod json;
+mod matrix;
+mod node;
+mod problem;
+mod raw;
+mod reads;
+mod refs;
+mod scalars;
+mod source;
+mod suggest;
+mod task;
+mod template_ref;
+mod toml_front;
 mod types;
+mod validate;
 
+pub use agents::DEFAULT_AGENT;
+pub use source::render;
 pub use types::*;
 
 use std::fmt;
@@ -66,36 +84,80 @@ impl Format {
 
 /// Reads, parses and validates a workflow file.
 pub fn load_path(path: &Path, config: &Config) -> Result<Workflow, LoadError> {
+    let text = read_text(path)?;
+    parse_str(
+        &text,
+        &path.display().to_string(),
+        Format::from_path(path),
+        config,
+    )
+}
+
+/// Reads a workflow file as text: `LoadError::Read` when it cannot be read, `Invalid` when it
+/// is not UTF-8 (a binary file).
+pub fn read_text(path: &Path) -> Result<String, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let name = path.display().to_string();
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(LoadError::Invalid(vec![Diagnostic {
-                file: name,
-                line: 1,
-                column: 1,
-                message: format!(
-                    "the file is not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                ),
-                hint: Some("a workflow file is TOML or JSON text".into()),
-            }]));
-        }
-    };
-    parse_str(&text, &name, Format::from_path(path), config)
+    String::from_utf8(bytes).map_err(|e| {
+        LoadError::Invalid(vec![Diagnostic {
+            file: path.display().to_string(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+            hint: Some("a workflow file is TOML or JSON text".into()),
+        }])
+    })
 }
 
-/// Parses and validates workflow text; `file` names it in diagnostics.
+/// Parses and validates workflow text; `file` names it in diagnostics. Every problem is
+/// reported at once, in file order.
 pub fn parse_str(
     text: &str,
     file: &str,
     format: Format,
     config: &Config,
 ) -> Result<Workflow, LoadError> {
-    let _ = (text, file, format, config);
-    todo!("spec parsing")
+    let mut problems = problem::Problems::default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let workflow = if text.trim().is_empty() {
+        problems.push(
+            0..0,
+            "the file is empty",
+            "a workflow needs at least one task, e.g. [tasks.hello] with builtin = \"echo hello\"",
+        );
+        None
+    } else {
+        let root = match format {
+            Format::Toml => toml_front::parse(text, &mut problems),
+            Format::Json => json::parse(text, &mut problems),
+        };
+        root.and_then(|root| {
+            let raw = raw::decode(
+                &mut decode::Dec {
+                    problems: &mut problems,
+                },
+                &root,
+            );
+            validate::validate(raw, config, &default_name(file), text, &mut problems)
+        })
+    };
+    match workflow {
+        Some(w) if problems.is_empty() => Ok(w),
+        _ => Err(LoadError::Invalid(problems.into_diagnostics(text, file))),
+    }
+}
+
+/// The workflow name when the file gives none: the file stem.
+fn default_name(file: &str) -> String {
+    Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("workflow")
+        .to_string()
 }

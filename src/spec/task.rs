@@ -1,0 +1,431 @@
+//! `[tasks.ID]` tables -> `RawTask`: every field typed and checked on its own; cross-references
+//! (needs, agents, reads, templates) are resolved later in `validate`.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::decode::Dec;
+use super::node::{Entry, Node, Span, Val};
+use super::scalars;
+use super::template_ref::TemplateRef;
+use super::{Action, Backoff, Resources, RetryPolicy};
+
+pub const TASK_KEYS: &[&str] = &[
+    "run",
+    "builtin",
+    "prompt",
+    "needs",
+    "requires",
+    "agent",
+    "priority",
+    "timeout",
+    "retry",
+    "resources",
+    "locks",
+    "when",
+    "approval",
+    "reads",
+    "env",
+    "cwd",
+    "continue_on_failure",
+    "matrix",
+    "compensate",
+];
+
+const RETRY_KEYS: &[&str] = &["attempts", "backoff", "delay", "max_delay", "jitter"];
+const RESOURCE_KEYS: &[&str] = &["cpu", "memory_mb", "gpu"];
+
+/// One matrix axis: its key and values (each with its span).
+#[derive(Debug, Clone)]
+pub struct Axis<'n> {
+    pub key: &'n str,
+    pub values: Vec<(Value, Span)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawTask<'n> {
+    pub id: &'n str,
+    pub id_span: Span,
+    pub action: Option<Action>,
+    pub needs: Vec<(&'n str, Span)>,
+    pub requires: Vec<String>,
+    pub agent: Option<(&'n str, Span)>,
+    pub priority: u8,
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub resources: Option<(Resources, Span)>,
+    pub locks: Vec<String>,
+    pub when: Option<(&'n str, Span)>,
+    pub approval: bool,
+    pub reads: Option<Vec<(&'n str, Span)>>,
+    pub env: IndexMap<String, String>,
+    pub cwd: Option<String>,
+    pub continue_on_failure: bool,
+    /// `None` without `matrix`; `Some(axes)` with it (axes may be empty after errors).
+    pub matrix: Option<(Vec<Axis<'n>>, Span)>,
+    pub compensate: Option<String>,
+    pub templates: Vec<TemplateRef<'n>>,
+}
+
+impl<'n> RawTask<'n> {
+    fn new(id: &'n str, id_span: Span) -> Self {
+        RawTask {
+            id,
+            id_span,
+            action: None,
+            needs: Vec::new(),
+            requires: Vec::new(),
+            agent: None,
+            priority: 5,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            resources: None,
+            locks: Vec::new(),
+            when: None,
+            approval: false,
+            reads: None,
+            env: IndexMap::new(),
+            cwd: None,
+            continue_on_failure: false,
+            matrix: None,
+            compensate: None,
+            templates: Vec::new(),
+        }
+    }
+}
+
+/// Decodes one task table (`entry` is `ID = { ... }`).
+pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>) -> RawTask<'n> {
+    let mut t = RawTask::new(&entry.key, entry.key_span.clone());
+    let Some(fields) = dec.table(&entry.value, &format!("tasks.{}", entry.key), "a table") else {
+        return t;
+    };
+    let mut action_key: Option<&str> = None;
+    for e in fields {
+        let v = &e.value;
+        if matches!(v.val, Val::Null) {
+            continue;
+        }
+        let key: &str = &e.key;
+        match key {
+            "run" | "builtin" | "prompt" => {
+                if let Some(first) = action_key {
+                    dec.push(
+                        e.key_span.clone(),
+                        format!("task `{}` has both `{first}` and `{key}`", t.id),
+                        format!("a task does exactly one thing: keep `{first}` or `{key}`, or split it into two tasks"),
+                    );
+                    continue;
+                }
+                action_key = Some(key);
+                decode_action(dec, &mut t, key, v);
+            }
+            "needs" => t.needs = dec.str_list(v, key, "task id"),
+            "requires" => t.requires = owned(dec.str_list(v, key, "capability")),
+            "agent" => {
+                t.agent = dec
+                    .str(v, key, "an agent name")
+                    .map(|s| (s, v.span.clone()))
+            }
+            "priority" => {
+                let p = match &v.val {
+                    Val::Str(s) => scalars::priority_name(s),
+                    Val::Int(i) => scalars::priority_number(*i),
+                    _ => {
+                        dec.wrong_type(v, key, "a priority name or an integer from 1 to 10", "");
+                        continue;
+                    }
+                };
+                match p {
+                    Ok(p) => t.priority = p,
+                    Err(b) => dec.push(v.span.clone(), b.message, b.hint),
+                }
+            }
+            "timeout" => {
+                t.timeout = duration(dec, v, key);
+                if t.timeout == Some(Duration::ZERO) {
+                    dec.push(
+                        v.span.clone(),
+                        "`timeout` is zero, so every attempt would time out at once",
+                        "give a positive duration, or remove `timeout` for none",
+                    );
+                }
+            }
+            "retry" => {
+                if let Some(r) = retry(dec, v) {
+                    t.retry = r;
+                }
+            }
+            "resources" => t.resources = resources(dec, v).map(|r| (r, v.span.clone())),
+            "locks" => t.locks = owned(dec.str_list(v, key, "lock name")),
+            "when" => {
+                t.when = dec
+                    .str(v, key, "a CEL expression (a string)")
+                    .map(|s| (s, v.span.clone()))
+            }
+            "approval" => t.approval = dec.bool(v, key).unwrap_or(false),
+            "reads" => t.reads = Some(dec.str_list(v, key, "context pattern")),
+            "env" => t.env = dec.str_map(v, key, Some(&mut t.templates)),
+            "cwd" => {
+                if let Some(s) = dec.str(v, key, "a directory (a string)") {
+                    TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+                    t.cwd = Some(s.to_string());
+                }
+            }
+            "continue_on_failure" => t.continue_on_failure = dec.bool(v, key).unwrap_or(false),
+            "matrix" => t.matrix = Some((matrix(dec, v), v.span.clone())),
+            "compensate" => {
+                if let Some(s) = dec.str(v, key, "a command line (a string)") {
+                    TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+                    t.compensate = Some(s.to_string());
+                }
+            }
+            _ => dec.unknown_key(e, TASK_KEYS, "a task"),
+        }
+    }
+    if action_key.is_none() {
+        dec.push(
+            t.id_span.clone(),
+            format!("task `{}` has nothing to do", t.id),
+            "add one of `run = \"command\"`, `builtin = \"noop\"` or `prompt = \"...\"`",
+        );
+    }
+    t
+}
+
+fn owned(list: Vec<(&str, Span)>) -> Vec<String> {
+    list.into_iter().map(|(s, _)| s.to_string()).collect()
+}
+
+fn decode_action<'n>(dec: &mut Dec<'_>, t: &mut RawTask<'n>, key: &str, v: &'n Node<'_>) {
+    let expected = match key {
+        "run" => "a command line (a string)",
+        "prompt" => "a prompt (a string)",
+        _ => "a builtin (a string)",
+    };
+    let Some(s) = dec.str(v, key, expected) else {
+        return;
+    };
+    if s.trim().is_empty() {
+        dec.push(
+            v.span.clone(),
+            format!("`{key}` is empty"),
+            format!("give `{key}` something to do, e.g. builtin = \"noop\""),
+        );
+        return;
+    }
+    t.action = match key {
+        "run" => {
+            TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+            Some(Action::Run(s.to_string()))
+        }
+        "prompt" => {
+            TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+            Some(Action::Prompt(s.to_string()))
+        }
+        _ => match scalars::builtin(s) {
+            Ok(b) => {
+                if matches!(b, super::Builtin::Echo(_)) {
+                    TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+                }
+                Some(Action::Builtin(b))
+            }
+            Err(b) => {
+                dec.push(v.span.clone(), b.message, b.hint);
+                None
+            }
+        },
+    };
+}
+
+fn duration(dec: &mut Dec<'_>, v: &Node<'_>, field: &str) -> Option<Duration> {
+    let s = dec.str(v, field, "a duration (a string like \"5m\")")?;
+    match scalars::duration(s) {
+        Ok(d) => Some(d),
+        Err(b) => {
+            dec.push(v.span.clone(), b.message, b.hint);
+            None
+        }
+    }
+}
+
+/// `retry = 3` or `retry = { attempts, backoff, delay, max_delay, jitter }`.
+fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
+    let mut r = RetryPolicy::default();
+    let fields = match &v.val {
+        Val::Int(_) => {
+            r.attempts = dec.int_in(v, "retry", 1, i64::from(u32::MAX))?;
+            return Some(r);
+        }
+        Val::Table(fields) => fields,
+        _ => {
+            dec.wrong_type(
+                v,
+                "retry",
+                "a number of attempts or a table",
+                "write retry = 3, or retry = { attempts = 3, backoff = \"exponential\", delay = \"2s\" }",
+            );
+            return None;
+        }
+    };
+    let mut delay_span = None;
+    for e in fields {
+        let f = &e.value;
+        match e.key.as_ref() {
+            "attempts" => {
+                r.attempts = dec
+                    .int_in(f, "retry.attempts", 1, i64::from(u32::MAX))
+                    .unwrap_or(1)
+            }
+            "backoff" => match dec.str(f, "retry.backoff", "\"fixed\" or \"exponential\"") {
+                Some("fixed") => r.backoff = Backoff::Fixed,
+                Some("exponential") => r.backoff = Backoff::Exponential,
+                Some(other) => dec.push(
+                    f.span.clone(),
+                    format!("unknown backoff `{other}`"),
+                    "use \"fixed\" or \"exponential\"",
+                ),
+                None => {}
+            },
+            "delay" => {
+                if let Some(d) = duration(dec, f, "retry.delay") {
+                    r.delay = d;
+                    delay_span = Some(f.span.clone());
+                }
+            }
+            "max_delay" => {
+                if let Some(d) = duration(dec, f, "retry.max_delay") {
+                    r.max_delay = d;
+                }
+            }
+            "jitter" => r.jitter = dec.bool(f, "retry.jitter").unwrap_or(false),
+            _ => dec.unknown_key(e, RETRY_KEYS, "`retry`"),
+        }
+    }
+    if r.delay > r.max_delay {
+        dec.push(
+            delay_span.unwrap_or_else(|| v.span.clone()),
+            format!(
+                "retry delay {} is longer than max_delay {}",
+                humantime::format_duration(r.delay),
+                humantime::format_duration(r.max_delay)
+            ),
+            "make `delay` at most `max_delay` (default max_delay is 1m)",
+        );
+    }
+    Some(r)
+}
+
+fn resources(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<Resources> {
+    let fields = dec.table(v, "resources", "a table like { cpu = 2, memory_mb = 4096 }")?;
+    let mut r = Resources::default();
+    for e in fields {
+        let f = &e.value;
+        match e.key.as_ref() {
+            "cpu" => {
+                if let Some(c) = dec.number(f, "resources.cpu") {
+                    if c.is_finite() && c >= 0.0 {
+                        r.cpu = c;
+                    } else {
+                        dec.push(
+                            f.span.clone(),
+                            format!("`resources.cpu` must not be negative, found {c}"),
+                            "use a number of cores >= 0, e.g. 0.5 or 2",
+                        );
+                    }
+                }
+            }
+            "memory_mb" => {
+                r.memory_mb = dec
+                    .int_in(f, "resources.memory_mb", 0, i64::MAX)
+                    .unwrap_or(0)
+            }
+            "gpu" => {
+                r.gpu = dec
+                    .int_in(f, "resources.gpu", 0, i64::from(u32::MAX))
+                    .unwrap_or(0)
+            }
+            _ => dec.unknown_key(e, RESOURCE_KEYS, "`resources`"),
+        }
+    }
+    Some(r)
+}
+
+/// `matrix = { os = ["linux", "mac"], arch = ["x86"] }`: non-empty lists of scalars.
+fn matrix<'n>(dec: &mut Dec<'_>, v: &'n Node<'_>) -> Vec<Axis<'n>> {
+    let mut axes = Vec::new();
+    let Some(fields) = dec.table(
+        v,
+        "matrix",
+        "a table of lists, like { os = [\"linux\", \"mac\"] }",
+    ) else {
+        return axes;
+    };
+    if fields.is_empty() {
+        dec.push(
+            v.span.clone(),
+            "`matrix` is empty",
+            "add at least one key with a list of values, or remove `matrix`",
+        );
+    }
+    for e in fields {
+        let field = format!("matrix.{}", e.key);
+        if !scalars::is_valid_id(&e.key) {
+            dec.push(
+                e.key_span.clone(),
+                format!("invalid matrix key `{}`", e.key),
+                format!(
+                    "use letters, digits, `_` and `-`, e.g. `{}`",
+                    scalars::fix_id(&e.key)
+                ),
+            );
+            continue;
+        }
+        let Val::Array(items) = &e.value.val else {
+            dec.wrong_type(
+                &e.value,
+                &field,
+                "a list of values",
+                "write e.g. os = [\"linux\", \"mac\"]",
+            );
+            continue;
+        };
+        if items.is_empty() {
+            dec.push(
+                e.value.span.clone(),
+                format!("`{field}` has no values"),
+                "give it at least one value, or remove the key",
+            );
+            continue;
+        }
+        let mut values: Vec<(Value, Span)> = Vec::with_capacity(items.len());
+        for n in items {
+            match &n.val {
+                Val::Str(_) | Val::Int(_) | Val::Float(_) | Val::Bool(_) => {
+                    let j = n.val.to_json();
+                    if values.iter().any(|(seen, _)| *seen == j) {
+                        dec.push(
+                            n.span.clone(),
+                            format!("`{field}` lists {j} twice"),
+                            "remove the repeated value: it would make two tasks with the same id",
+                        );
+                    } else {
+                        values.push((j, n.span.clone()));
+                    }
+                }
+                _ => dec.push(
+                    n.span.clone(),
+                    format!("matrix values must be strings, numbers or booleans, found {}", n.val.type_name()),
+                    "use simple values; put structured settings in [context] and select them by a matrix key",
+                ),
+            }
+        }
+        axes.push(Axis {
+            key: &e.key,
+            values,
+        });
+    }
+    axes
+}
