@@ -585,7 +585,11 @@ impl EngineState {
                 let spec = &run.workflow.tasks[t as usize];
                 add_resources(&mut self.pool_used, &spec.resources);
                 for l in &spec.locks {
-                    self.locks.insert(l.clone(), (ev.run.clone(), t));
+                    // Never take over a held lock: a task failed at assignment (a `when` that
+                    // cannot be evaluated) would release it on another's behalf.
+                    self.locks
+                        .entry(l.clone())
+                        .or_insert_with(|| (ev.run.clone(), t));
                 }
                 if let Some(a) = self.agents.get_mut(agent) {
                     a.slots_used += 1;
