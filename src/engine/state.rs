@@ -597,8 +597,14 @@ impl EngineState {
             }
             EventKind::TaskStarted { task, pid, .. } => {
                 let t = *task;
-                if run.tasks[t as usize].state == TaskState::Assigned {
+                let task = &mut run.tasks[t as usize];
+                if task.state == TaskState::Assigned {
                     run.set_state(t, TaskState::Running);
+                } else if task.state == TaskState::Paused
+                    && task.paused_from == Some(TaskState::Assigned)
+                {
+                    // Started while paused (the executor stops it at once): resume to running.
+                    task.paused_from = Some(TaskState::Running);
                 }
                 if let Some(a) = run.tasks[t as usize].attempts.last_mut() {
                     a.started_at = Some(now);
