@@ -2083,3 +2083,82 @@ async fn env_and_cwd_are_rendered_and_bad_outputs_fail_the_task() {
         bad.attempts[0].error
     );
 }
+
+// ----- the fold, driven by hand where the actor's timing cannot be controlled -----
+
+mod fold {
+    use super::*;
+    use common::{Sim, local};
+    use taskdeck::engine::scheduler::next_dispatch;
+    use taskdeck::engine::state::Limits;
+    use taskdeck::spec::Resources;
+
+    fn sim(wf: Workflow) -> Sim {
+        let limits = Limits {
+            max_parallel: 16,
+            pool: Resources::default(),
+        };
+        Sim::new(wf, limits, vec![local(8)])
+    }
+
+    /// Paused between assignment and the executor's start report: resume shows it running.
+    #[test]
+    fn a_start_reported_while_paused_is_remembered() {
+        let mut s = sim(workflow(vec![sh("t", &[], "true")]));
+        let d = next_dispatch(&mut s.st).unwrap();
+        s.emit(EventKind::TaskAssigned {
+            task: 0,
+            agent: d.agent,
+            attempt: 1,
+        });
+        s.emit(EventKind::TaskPaused { task: 0 });
+        s.emit(EventKind::TaskStarted {
+            task: 0,
+            attempt: 1,
+            pid: Some(42),
+        });
+        assert_eq!(s.state_of(0), TaskState::Paused);
+        s.emit(EventKind::TaskResumed { task: 0 });
+        assert_eq!(s.state_of(0), TaskState::Running);
+    }
+
+    /// The actor fails a task whose `when` cannot be evaluated by assigning and failing it at
+    /// once; that must not take over a lock another task holds.
+    #[test]
+    fn a_task_failed_at_assignment_does_not_release_another_tasks_lock() {
+        let mut wf = workflow(vec![
+            sh("holder", &[], "true"),
+            sh("bad-when", &[], "true"),
+            sh("waiter", &[], "true"),
+        ]);
+        for t in &mut wf.tasks {
+            t.locks = vec!["L".into()];
+        }
+        let mut s = sim(wf);
+        // `holder` takes the lock; `waiter` and `bad-when` park behind it.
+        assert_eq!(s.dispatch_all(), vec![0]);
+        let run = s.run.clone();
+        // What check_conditions does for an unevaluable `when` of `bad-when`.
+        s.emit(EventKind::TaskAssigned {
+            task: 1,
+            agent: "local".into(),
+            attempt: 1,
+        });
+        s.emit(EventKind::TaskFailed {
+            task: 1,
+            attempt: 1,
+            outcome: AttemptOutcome::Failed,
+            error: "cannot evaluate `when`".into(),
+            exit_code: None,
+            retry_at: None,
+        });
+        assert_eq!(s.st.locks.get("L"), Some(&(run, 0)));
+        assert_eq!(
+            s.dispatch_all(),
+            Vec::<TaskIdx>::new(),
+            "`waiter` must wait"
+        );
+        s.succeed(0);
+        assert_eq!(s.dispatch_all(), vec![2]);
+    }
+}
