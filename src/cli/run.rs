@@ -66,36 +66,56 @@ async fn headless(
     args: RunArgs,
     config: Config,
 ) -> color_eyre::Result<u8> {
-    let engine = EngineHandle::start(EngineOptions::from_config(config));
-    let mut sub = engine.subscribe(0).await?;
+    let mut opts = EngineOptions::from_config(config);
+    opts.auto_approve = args.auto_approve;
+    let engine = EngineHandle::start(opts);
+    // Quiet runs need no event stream: they wait for the end, which keeps huge runs cheap.
+    let mut sub = if args.quiet {
+        None
+    } else {
+        Some(engine.subscribe(0).await?)
+    };
     let multi = workflows.len() > 1;
     let mut runs: Vec<RunId> = Vec::new();
     for (wf, text) in workflows {
-        runs.push(engine.submit(wf, Some(text)).await?);
+        let name = wf.name.clone();
+        let n = wf.tasks.len();
+        let id = engine.submit(wf, Some(text)).await?;
+        if args.quiet {
+            println!("run {id} of `{name}`: {n} tasks");
+        }
+        runs.push(id);
     }
     let started = Instant::now();
-    let mut printer = Printer::new(multi, args.quiet);
+    let mut printer = Printer::new(multi);
     let mut finished: HashMap<RunId, RunState> = HashMap::new();
     let mut cancelling = false;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
     while finished.len() < runs.len() {
+        let next_event = async {
+            match sub.as_mut() {
+                Some(sub) => sub.next().await.map(Step::Event),
+                None => {
+                    let pending = runs.iter().find(|r| !finished.contains_key(*r))?;
+                    let state = engine.wait_finished(pending).await.ok()?;
+                    Some(Step::Finished(pending.clone(), state))
+                }
+            }
+        };
         tokio::select! {
-            ev = sub.next() => {
-                let Some(ev) = ev else { break };
-                printer.event(&ev);
-                match &ev.kind {
-                    EventKind::RunFinished { state } => {
-                        finished.insert(ev.run.clone(), *state);
+            step = next_event => {
+                match step {
+                    None => break,
+                    Some(Step::Finished(id, state)) => {
+                        finished.insert(id, state);
                     }
-                    EventKind::TaskAwaitingApproval { task } if args.auto_approve => {
-                        let task = printer.task_name(&ev.run, *task);
-                        let cmd = Command::Approve { run: ev.run.clone(), task };
-                        if let Err(e) = engine.command(cmd).await {
-                            eprintln!("taskdeck: cannot approve: {e}");
+                    Some(Step::Event(ev)) => {
+                        printer.event(&ev);
+                        if let EventKind::RunFinished { state } = &ev.kind {
+                            finished.insert(ev.run.clone(), *state);
                         }
                     }
-                    _ => {}
                 }
             }
             _ = interrupted(&mut term, &mut hup) => {
@@ -131,6 +151,11 @@ async fn headless(
     }
     engine.shutdown().await.ok();
     Ok(code)
+}
+
+enum Step {
+    Event(std::sync::Arc<Event>),
+    Finished(RunId, RunState),
 }
 
 fn signal(
@@ -224,12 +249,11 @@ fn print_summary(run: &Run, secs: f64) {
 struct Printer {
     mirror: EngineState,
     multi: bool,
-    quiet: bool,
     out: std::io::BufWriter<std::io::Stdout>,
 }
 
 impl Printer {
-    fn new(multi: bool, quiet: bool) -> Printer {
+    fn new(multi: bool) -> Printer {
         Printer {
             mirror: EngineState::new(
                 crate::engine::state::Limits {
@@ -239,32 +263,11 @@ impl Printer {
                 [],
             ),
             multi,
-            quiet,
             out: std::io::BufWriter::new(std::io::stdout()),
         }
     }
 
-    fn task_name(&self, run: &RunId, t: u32) -> String {
-        self.mirror
-            .run(run)
-            .map(|r| r.task_id(t).to_string())
-            .unwrap_or_default()
-    }
-
     fn event(&mut self, ev: &Event) {
-        if self.quiet {
-            // Only what the summary cannot show.
-            if let EventKind::RunSubmitted { workflow, .. } = &ev.kind {
-                let _ = writeln!(
-                    self.out,
-                    "run {} of `{}`: {} tasks",
-                    ev.run,
-                    workflow.name,
-                    workflow.tasks.len()
-                );
-            }
-            return;
-        }
         self.mirror.apply(ev);
         let Some(run) = self.mirror.run(&ev.run) else {
             return;

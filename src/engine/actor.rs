@@ -55,6 +55,9 @@ pub struct EngineOptions {
     pub log_dir: PathBuf,
     /// Private per-attempt directories (context and outputs files).
     pub work_dir: PathBuf,
+    /// Approve tasks as soon as they wait for approval (headless `--auto-approve`); the approval
+    /// is still recorded as an event.
+    pub auto_approve: bool,
 }
 
 impl EngineOptions {
@@ -64,6 +67,7 @@ impl EngineOptions {
             config: Arc::new(config),
             log_dir: state.join("logs"),
             work_dir: state.join("work"),
+            auto_approve: false,
         }
     }
 }
@@ -90,6 +94,10 @@ enum Request {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    WaitFinished {
+        run: RunId,
+        reply: oneshot::Sender<Result<RunState, EngineError>>,
     },
 }
 
@@ -159,6 +167,15 @@ impl EngineHandle {
             live,
             last_seq: from_seq,
         })
+    }
+
+    /// Waits until `run` has finished and returns how it ended.
+    pub async fn wait_finished(&self, run: &RunId) -> Result<RunState, EngineError> {
+        self.ask(|reply| Request::WaitFinished {
+            run: run.clone(),
+            reply,
+        })
+        .await?
     }
 
     /// Cancels every unfinished run, stops all processes, and waits for them.
@@ -237,6 +254,7 @@ struct Actor {
     extras: HashMap<RunId, RunExtras>,
     logs: LogStore,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    finish_waiters: HashMap<RunId, Vec<oneshot::Sender<Result<RunState, EngineError>>>>,
 }
 
 impl Actor {
@@ -267,6 +285,7 @@ impl Actor {
             extras: HashMap::new(),
             logs,
             shutdown_waiters: Vec::new(),
+            finish_waiters: HashMap::new(),
         }
     }
 
@@ -355,6 +374,15 @@ impl Actor {
                 self.cancel_everything();
                 self.shutdown_waiters.push(reply);
             }
+            Request::WaitFinished { run, reply } => match self.state.runs.get(&run) {
+                None => {
+                    let _ = reply.send(Err(EngineError::UnknownRun(run)));
+                }
+                Some(r) if r.state.is_terminal() => {
+                    let _ = reply.send(Ok(r.state));
+                }
+                Some(_) => self.finish_waiters.entry(run).or_default().push(reply),
+            },
         }
     }
 
@@ -751,8 +779,13 @@ impl Actor {
             match verdict {
                 Ok(true) if needs_approval => {
                     let name = run.task_id(t).to_string();
-                    self.system_log(id, format!("`{name}` is waiting for approval"));
                     self.emit(id, EventKind::TaskAwaitingApproval { task: t });
+                    if self.opts.auto_approve {
+                        self.system_log(id, format!("`{name}` approved automatically (--auto-approve)"));
+                        self.emit(id, EventKind::TaskApproved { task: t });
+                    } else {
+                        self.system_log(id, format!("`{name}` is waiting for approval"));
+                    }
                 }
                 Ok(true) => self.emit(id, EventKind::TaskConditionPassed { task: t }),
                 Ok(false) => self.emit(
@@ -1351,6 +1384,9 @@ impl Actor {
         );
         self.system_log(id, line);
         self.emit(id, EventKind::RunFinished { state });
+        for w in self.finish_waiters.remove(id).unwrap_or_default() {
+            let _ = w.send(Ok(state));
+        }
     }
 
     fn compensate(&mut self, id: &RunId, t: TaskIdx) {
