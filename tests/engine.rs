@@ -41,6 +41,10 @@ impl Rig {
     }
 
     fn with(tweak: impl FnOnce(&mut Config)) -> Rig {
+        Rig::with_options(tweak, false)
+    }
+
+    fn with_options(tweak: impl FnOnce(&mut Config), auto_approve: bool) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.defaults.kill_grace = Duration::from_millis(200);
@@ -49,6 +53,7 @@ impl Rig {
             config: Arc::new(config),
             log_dir: dir.path().join("logs"),
             work_dir: dir.path().join("work"),
+            auto_approve,
         });
         Rig { dir, engine }
     }
@@ -889,6 +894,39 @@ async fn approval_holds_a_task_until_approved() {
         })
         .await;
     assert!(matches!(twice, Err(EngineError::Refused(_))));
+}
+
+#[tokio::test]
+async fn auto_approve_records_the_approval_and_wait_finished_reports_the_end() {
+    let rig = Rig::with_options(|_| {}, true);
+    let mut wf = workflow(vec![sh("build", &[], "true"), sh("release", &[0], "true")]);
+    wf.tasks[1].approval = true;
+    let run = rig.engine.submit(wf, None).await.unwrap();
+    let state = tokio::time::timeout(WAIT, rig.engine.wait_finished(&run))
+        .await
+        .expect("wait_finished hung")
+        .unwrap();
+    assert_eq!(state, RunState::Succeeded);
+    // Already finished: answered at once.
+    assert_eq!(
+        rig.engine.wait_finished(&run).await,
+        Ok(RunState::Succeeded)
+    );
+    assert_eq!(
+        rig.engine.wait_finished(&RunId::from("nope")).await,
+        Err(EngineError::UnknownRun(RunId::from("nope")))
+    );
+    let mut sub = rig.engine.subscribe(0).await.unwrap();
+    let mut kinds = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(WAIT, sub.next()).await {
+        kinds.push(ev.kind.name());
+        if matches!(ev.kind, EventKind::RunFinished { .. }) {
+            break;
+        }
+    }
+    let awaiting = kinds.iter().position(|k| *k == "task_awaiting_approval");
+    let approved = kinds.iter().position(|k| *k == "task_approved");
+    assert!(awaiting.is_some() && approved > awaiting, "{kinds:?}");
 }
 
 // ----- 7. when -----
