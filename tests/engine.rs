@@ -2200,3 +2200,104 @@ mod fold {
         assert_eq!(s.dispatch_all(), vec![2]);
     }
 }
+
+#[tokio::test]
+async fn retrying_a_task_paused_by_its_gate_reruns_it_and_rechecks() {
+    let rig = Rig::new();
+    let wf = gated(
+        "echo size_mb=$((100 / TASKDECK_ATTEMPT / TASKDECK_ATTEMPT)) >> \"$TASKDECK_OUTPUT\"",
+        "true",
+        OnFail::Pause,
+    );
+    let mut w = rig.submit(wf).await;
+    w.wait(|k| {
+        matches!(
+            k,
+            EventKind::GateFinished {
+                state: GateState::Failed,
+                ..
+            }
+        )
+    })
+    .await;
+    assert_eq!(w.state_of("build").await, TaskState::Paused);
+    w.cmd(Command::RetryTask {
+        run: w.run_id(),
+        task: "build".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].attempts.len(), 2);
+    assert_eq!(run.tasks[0].outputs["size_mb"], json!(25));
+    assert_eq!(run.gates[0].state, GateState::Passed);
+    assert_eq!(run.tasks[1].state, TaskState::Succeeded);
+}
+
+#[tokio::test]
+async fn rerun_from_a_gated_task_checks_its_gate_again() {
+    let rig = Rig::new();
+    let mut w = rig.submit(gated(SMALL, "true", OnFail::Fail)).await;
+    let (state, end) = w.finish_after(0).await;
+    assert_eq!(state, RunState::Succeeded);
+    w.cmd(Command::RerunFrom {
+        run: w.run_id(),
+        task: "build".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish_after(end).await.0, RunState::Succeeded);
+    let passes = w
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::GateFinished {
+                    state: GateState::Passed,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(passes, 2);
+    let snap = w.snapshot().await;
+    let attempts: Vec<usize> = snap.runs[&w.run]
+        .tasks
+        .iter()
+        .map(|t| t.attempts.len())
+        .collect();
+    assert_eq!(attempts, vec![2, 2]);
+}
+
+#[tokio::test]
+async fn a_failing_compensation_does_not_stop_the_others() {
+    let rig = Rig::new();
+    let log = rig.p("undo.log");
+    let mut wf = workflow(vec![
+        sh("a", &[], "true"),
+        sh("b", &[0], "true"),
+        sh("c", &[1], "exit 1"),
+    ]);
+    wf.tasks[0].compensate = Some(format!("echo a >> {log}"));
+    wf.tasks[1].compensate = Some("exit 2".into());
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Failed);
+    let results: Vec<(String, bool)> = w
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CompensationFinished { task, ok, .. } => {
+                Some((w.name(*task).to_string(), *ok))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![("b".to_string(), false), ("a".to_string(), true)]
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "a\n");
+}
