@@ -2301,3 +2301,35 @@ async fn a_failing_compensation_does_not_stop_the_others() {
     );
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "a\n");
 }
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_catches_up_without_gaps() {
+    // More events than the live feed holds (65,536), none read until the run is over.
+    const N: usize = 24_000;
+    let rig = Rig::new();
+    let mut sub = rig.engine.subscribe(0).await.unwrap();
+    let wf = workflow((0..N).map(|i| task(&format!("t{i}"), &[])).collect());
+    let run = rig.engine.submit(wf, None).await.unwrap();
+    let state = tokio::time::timeout(WAIT * 3, rig.engine.wait_finished(&run))
+        .await
+        .expect("the run hung")
+        .unwrap();
+    assert_eq!(state, RunState::Succeeded);
+    let last = rig.engine.snapshot().await.unwrap().last_seq;
+    assert!(
+        last > 65_536,
+        "only {last} events: the feed never overflowed"
+    );
+    let mut expect = 1;
+    let mut succeeded = 0;
+    while expect <= last {
+        let ev = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .expect("stalled")
+            .expect("engine stopped");
+        assert_eq!(ev.seq, expect);
+        succeeded += matches!(ev.kind, EventKind::TaskSucceeded { .. }) as usize;
+        expect += 1;
+    }
+    assert_eq!(succeeded, N);
+}
