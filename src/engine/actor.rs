@@ -781,7 +781,10 @@ impl Actor {
                     let name = run.task_id(t).to_string();
                     self.emit(id, EventKind::TaskAwaitingApproval { task: t });
                     if self.opts.auto_approve {
-                        self.system_log(id, format!("`{name}` approved automatically (--auto-approve)"));
+                        self.system_log(
+                            id,
+                            format!("`{name}` approved automatically (--auto-approve)"),
+                        );
                         self.emit(id, EventKind::TaskApproved { task: t });
                     } else {
                         self.system_log(id, format!("`{name}` is waiting for approval"));
