@@ -2333,3 +2333,99 @@ async fn a_subscriber_that_falls_behind_catches_up_without_gaps() {
     }
     assert_eq!(succeeded, N);
 }
+
+#[tokio::test]
+async fn cancelling_a_paused_process_kills_it() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("stuck", &[], &rig.hold("never")),
+        sh("after", &[0], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    let ev = w.started("stuck").await;
+    let EventKind::TaskStarted { pid: Some(pid), .. } = ev.kind else {
+        panic!("no pid")
+    };
+    let task = || "stuck".to_string();
+    w.cmd(Command::PauseTask {
+        run: w.run_id(),
+        task: task(),
+    })
+    .await
+    .unwrap();
+    assert!(eventually(|| state_letter(pid) == Some('T')).await);
+    w.cmd(Command::CancelTask {
+        run: w.run_id(),
+        task: task(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Failed);
+    assert!(
+        eventually(|| !alive(pid)).await,
+        "stopped pid {pid} survived"
+    );
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Cancelled);
+    assert_eq!(
+        run.tasks[0].attempts[0].outcome,
+        Some(AttemptOutcome::Cancelled)
+    );
+    assert_eq!(run.tasks[1].state, TaskState::Blocked);
+}
+
+#[tokio::test]
+async fn cancelling_a_task_waiting_for_its_retry_ends_it() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![sh("flaky", &[], "exit 1"), sh("after", &[0], "true")]);
+    wf.tasks[0].retry = retry(5, 60_000);
+    let mut w = rig.submit(wf).await;
+    w.wait(|k| {
+        matches!(
+            k,
+            EventKind::TaskFailed {
+                retry_at: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    w.cmd(Command::CancelTask {
+        run: w.run_id(),
+        task: "flaky".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.finish().await, RunState::Failed);
+    let snap = w.snapshot().await;
+    assert!(snap.timers.is_empty());
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Cancelled);
+    assert_eq!(run.tasks[0].attempts.len(), 1);
+    assert_eq!(run.tasks[1].state, TaskState::Blocked);
+}
+
+#[tokio::test]
+async fn cancelling_a_paused_run_cancels_its_waiting_tasks() {
+    let rig = Rig::new();
+    let wf = workflow(vec![
+        sh("first", &[], &rig.hold("first-done")),
+        sh("second", &[0], "true"),
+    ]);
+    let mut w = rig.submit(wf).await;
+    w.started("first").await;
+    w.cmd(Command::PauseRun { run: w.run_id() }).await.unwrap();
+    rig.release("first-done");
+    w.wait(|k| matches!(k, EventKind::TaskSucceeded { task: 0, .. }))
+        .await;
+    w.cmd(Command::CancelRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Cancelled);
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.tasks[0].state, TaskState::Succeeded);
+    assert_eq!(run.tasks[1].state, TaskState::Cancelled);
+    assert!(run.tasks[1].attempts.is_empty());
+    let r = w.cmd(Command::ResumeRun { run: w.run_id() }).await;
+    assert!(matches!(r, Err(EngineError::Refused(_))), "{r:?}");
+}
