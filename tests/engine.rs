@@ -77,6 +77,38 @@ impl Rig {
         std::fs::write(self.path(name), "").unwrap();
     }
 
+    /// Like `hold`, as one process that never forks (the shell blocks opening a FIFO), so its
+    /// pid's state is the whole story: `T` when stopped. (A looping shell can sit in `D`,
+    /// waiting on a stopped vfork child.)
+    fn hold_in_one_process(&self, name: &str) -> String {
+        let path = self.path(name);
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo {}", path.display());
+        format!("read line < {}", path.display())
+    }
+
+    /// Ends a `hold_in_one_process` command, once its reader is there.
+    async fn release_fifo(&self, name: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path(name);
+        // Without a reader a non-blocking open fails (ENXIO) instead of hanging.
+        let released = eventually(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .and_then(|mut f| f.write_all(b"go\n"))
+                .is_ok()
+        })
+        .await;
+        assert!(released, "nobody read {}", path.display());
+    }
+
     async fn submit(&self, wf: Workflow) -> Watch {
         let wf = Arc::new(wf);
         let run = self.engine.submit((*wf).clone(), None).await.unwrap();
@@ -180,10 +212,24 @@ impl Watch {
         let ev = self
             .wait_after(after, |k| matches!(k, EventKind::RunFinished { .. }))
             .await;
-        match ev.kind {
-            EventKind::RunFinished { state } => (state, ev.seq),
-            _ => unreachable!(),
-        }
+        let EventKind::RunFinished { state } = ev.kind else {
+            unreachable!()
+        };
+        self.assert_idle().await;
+        (state, ev.seq)
+    }
+
+    /// A finished run holds nothing: no slot, lock, resource, timer or active attempt.
+    async fn assert_idle(&self) {
+        let snap = self.snapshot().await;
+        let run = &snap.runs[&self.run];
+        assert!(run.all_terminal(), "\n{}", self.dump());
+        assert!(run.tasks.iter().all(|t| t.open_attempt().is_none()));
+        assert_eq!(snap.active, 0);
+        assert!(snap.agents.values().all(|a| a.slots_used == 0));
+        assert!(snap.locks.is_empty(), "{:?}", snap.locks);
+        assert!(snap.timers.is_empty(), "{:?}", snap.timers);
+        assert_eq!(snap.pool_used.cpu, 0.0);
     }
 
     async fn finish(&mut self) -> RunState {
@@ -802,7 +848,11 @@ async fn paused_pending_task_is_held_until_resumed() {
 #[tokio::test]
 async fn pausing_a_running_task_stops_its_process_and_resume_continues_it() {
     let rig = Rig::new();
-    let wf = workflow(vec![sh("sleeper", &[], &rig.hold("sleeper-done"))]);
+    let wf = workflow(vec![sh(
+        "sleeper",
+        &[],
+        &rig.hold_in_one_process("sleeper-done"),
+    )]);
     let mut w = rig.submit(wf).await;
     let ev = w.started("sleeper").await;
     let EventKind::TaskStarted { pid: Some(pid), .. } = ev.kind else {
@@ -828,7 +878,7 @@ async fn pausing_a_running_task_stops_its_process_and_resume_continues_it() {
     .await
     .unwrap();
     assert!(eventually(|| state_letter(pid) != Some('T')).await);
-    rig.release("sleeper-done");
+    rig.release_fifo("sleeper-done").await;
     assert_eq!(w.finish().await, RunState::Succeeded);
     let snap = w.snapshot().await;
     let t = &snap.runs[&w.run].tasks[0];
@@ -2338,7 +2388,7 @@ async fn a_subscriber_that_falls_behind_catches_up_without_gaps() {
 async fn cancelling_a_paused_process_kills_it() {
     let rig = Rig::new();
     let wf = workflow(vec![
-        sh("stuck", &[], &rig.hold("never")),
+        sh("stuck", &[], &rig.hold_in_one_process("never")),
         sh("after", &[0], "true"),
     ]);
     let mut w = rig.submit(wf).await;
@@ -2428,4 +2478,29 @@ async fn cancelling_a_paused_run_cancels_its_waiting_tasks() {
     assert!(run.tasks[1].attempts.is_empty());
     let r = w.cmd(Command::ResumeRun { run: w.run_id() }).await;
     assert!(matches!(r, Err(EngineError::Refused(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_retry_moves_to_another_capable_agent() {
+    let rig = Rig::new();
+    let mut flaky = sh("flaky", &[], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]");
+    flaky.requires = vec!["build".into()];
+    flaky.retry = retry(2, 10);
+    let mut wf = workflow(vec![flaky]);
+    wf.agents
+        .insert("b1".into(), agent(AgentKind::Local, &["build"], 1));
+    wf.agents
+        .insert("b2".into(), agent(AgentKind::Local, &["build"], 1));
+    let mut w = rig.submit(wf).await;
+    assert_eq!(w.finish().await, RunState::Succeeded);
+    let snap = w.snapshot().await;
+    let attempts = &snap.runs[&w.run].tasks[0].attempts;
+    assert_eq!(attempts.len(), 2);
+    assert_ne!(attempts[0].agent, attempts[1].agent);
+    // The agents' records show one failure and one success.
+    let b1 = &snap.agents["b1"];
+    let b2 = &snap.agents["b2"];
+    assert_eq!(b1.failed + b2.failed, 1);
+    assert_eq!(b1.succeeded + b2.succeeded, 1);
+    assert_eq!(b1.slots_used + b2.slots_used, 0);
 }
