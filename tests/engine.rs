@@ -2504,3 +2504,49 @@ async fn a_retry_moves_to_another_capable_agent() {
     assert_eq!(b1.succeeded + b2.succeeded, 1);
     assert_eq!(b1.slots_used + b2.slots_used, 0);
 }
+
+/// The principle clients rely on: snapshot at seq N, then fold the events after N, and you
+/// have the engine's state.
+#[tokio::test]
+async fn a_snapshot_plus_later_events_folds_into_the_engines_state() {
+    let rig = Rig::new();
+    let mut wf = workflow(vec![
+        sh("a", &[], &rig.hold("a-done")),
+        sh("flaky", &[0], "[ \"$TASKDECK_ATTEMPT\" -ge 2 ]"),
+        sh("out", &[0], "echo size_mb=3 >> \"$TASKDECK_OUTPUT\""),
+        sh("skip", &[2], "true"),
+        sh("last", &[1, 2], "echo memory.k=v >> \"$TASKDECK_OUTPUT\""),
+    ]);
+    wf.tasks[1].retry = retry(2, 10);
+    wf.tasks[3].when = Some("tasks.out.outputs.size_mb > 10".into());
+    wf.gates.push(GateSpec {
+        id: "small".into(),
+        after: vec![2],
+        level: GateLevel::Output,
+        checks: vec![CheckSpec {
+            name: "size".into(),
+            kind: CheckKind::Expr("tasks.out.outputs.size_mb < 50".into()),
+        }],
+        on_fail: OnFail::Fail,
+    });
+    let mut w = rig.submit(wf).await;
+    w.started("a").await;
+    let mut mirror = rig.engine.snapshot().await.unwrap();
+    let mut sub = rig.engine.subscribe(mirror.last_seq).await.unwrap();
+    rig.release("a-done");
+    assert_eq!(w.finish().await, RunState::Succeeded, "\n{}", w.dump());
+    let last = w.events.last().unwrap().seq;
+    while mirror.last_seq < last {
+        let ev = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        mirror.apply(&ev);
+    }
+    let engine = rig.engine.snapshot().await.unwrap();
+    let json = |s: &EngineState| serde_json::to_value(s).unwrap();
+    assert_eq!(json(&mirror), json(&engine));
+    let run = &engine.runs[&w.run];
+    assert_eq!(run.tasks[3].state, TaskState::Skipped);
+    assert_eq!(run.tasks[1].attempts.len(), 2);
+}
