@@ -1366,8 +1366,8 @@ async fn failed_run_compensates_succeeded_tasks_in_reverse_completion_order() {
 async fn secrets_reach_only_their_reader_and_are_masked_everywhere_else() {
     let var = format!("TASKDECK_ETEST_TOKEN_{}", std::process::id());
     let secret = format!("s3cr3t-{:08x}", fastrand::u32(..));
-    // SAFETY: a unique variable name, set once before any task of this test reads it; no other
-    // code in this process reads or writes it.
+    // SAFETY: a variable unique to this test, set before the run that reads it. Other tests'
+    // threads only touch the environment through std (which serializes access) when spawning.
     unsafe { std::env::set_var(&var, &secret) };
 
     let rig = Rig::new();
