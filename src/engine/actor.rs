@@ -544,7 +544,11 @@ impl Actor {
                         h.send(Control::Resume);
                         h.send(Control::Cancel);
                     }
-                    None => self.emit(run_id, EventKind::TaskCancelled { task: t }),
+                    None => {
+                        self.emit(run_id, EventKind::TaskCancelled { task: t });
+                        // A validating task's gates cannot pass now: stop their checks.
+                        self.stop_idle_gate_checks(run_id);
+                    }
                 }
             }
             Command::RetryTask { .. } => {
@@ -561,9 +565,23 @@ impl Actor {
                         "cannot retry `{name}`: it is {s} (only failed or cancelled tasks can be retried; use re-run to run a finished task again)"
                     ));
                 }
+                if let Some(n) = run.dead_need(t) {
+                    return refuse(format!(
+                        "cannot retry `{name}`: its upstream `{}` is {}; retry or re-run that first",
+                        run.task_id(n),
+                        run.tasks[n as usize].state
+                    ));
+                }
                 self.emit(run_id, EventKind::TaskRetried { task: t });
             }
             Command::RerunFrom { .. } => {
+                if let Some(n) = run.dead_need(t) {
+                    return refuse(format!(
+                        "cannot re-run from `{name}`: its upstream `{}` is {}; retry or re-run that first",
+                        run.task_id(n),
+                        run.tasks[n as usize].state
+                    ));
+                }
                 // Nothing downstream (or the task itself) may be mid-attempt.
                 let mut stack = vec![t];
                 let mut seen = std::collections::HashSet::new();
@@ -581,6 +599,7 @@ impl Actor {
                     stack.extend(run.index.dependents[x as usize].iter().copied());
                 }
                 self.emit(run_id, EventKind::TaskRerun { task: t });
+                self.stop_idle_gate_checks(run_id);
             }
             Command::Approve { .. } => {
                 let needs_approval = run.workflow.tasks[t as usize].approval;
@@ -644,6 +663,24 @@ impl Actor {
             }
         }
         self.system_log(run_id, "cancel requested: stopping running tasks".into());
+    }
+
+    /// Cancels running checks of gates of `run_id` that are no longer checking.
+    fn stop_idle_gate_checks(&self, run_id: &RunId) {
+        let Some(run) = self.state.runs.get(run_id) else {
+            return;
+        };
+        for (k, h) in &self.handles {
+            if let Purpose::GateCheck { gate, .. } = k.purpose
+                && &k.run == run_id
+                && run
+                    .gates
+                    .get(gate as usize)
+                    .is_none_or(|g| g.state != GateState::Checking)
+            {
+                h.send(Control::Cancel);
+            }
+        }
     }
 
     fn cancel_everything(&mut self) {
@@ -744,7 +781,10 @@ impl Actor {
                     let name = run.task_id(t).to_string();
                     self.emit(id, EventKind::TaskAwaitingApproval { task: t });
                     if self.opts.auto_approve {
-                        self.system_log(id, format!("`{name}` approved automatically (--auto-approve)"));
+                        self.system_log(
+                            id,
+                            format!("`{name}` approved automatically (--auto-approve)"),
+                        );
                         self.emit(id, EventKind::TaskApproved { task: t });
                     } else {
                         self.system_log(id, format!("`{name}` is waiting for approval"));
@@ -991,7 +1031,14 @@ impl Actor {
                     .get(&key.run)
                     .and_then(|e| e.gate_round.get(&gate))
                     .is_some_and(|r| *r == key.attempt);
-                if !current {
+                // A gate that stopped checking (its task was cancelled, the run ended) takes
+                // no more results: nothing about a run may follow its RunFinished.
+                let checking = self.state.runs.get(&key.run).is_some_and(|r| {
+                    r.gates
+                        .get(gate as usize)
+                        .is_some_and(|g| g.state == GateState::Checking)
+                });
+                if !current || !checking {
                     return;
                 }
                 let mut message = result.error.clone();
@@ -1305,6 +1352,10 @@ impl Actor {
             .get(id)
             .is_some_and(|e| e.compensating.is_some())
         {
+            return;
+        }
+        // Gate checks being stopped still run: the run ends once its processes are gone.
+        if self.handles.keys().any(|k| &k.run == id) {
             return;
         }
         let state = if run.cancel_requested {
