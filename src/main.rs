@@ -16,6 +16,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Commands::Run(_))
+        && let Err(e) = taskdeck::exec::guardian::install()
+    {
+        // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
+        eprintln!("taskdeck: cannot start the process guardian ({e}); continuing without it");
+    }
     let result = match cli.command {
         Commands::Run(args) => cli::run::run(args, config),
         Commands::Validate(args) => cli::validate::run(args, &config),

@@ -32,7 +32,12 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
-    runtime.block_on(headless(workflows, args, config))
+    let code = runtime.block_on(headless(workflows, args, config))?;
+    // Every task process is gone (the engine shut down) and output is flushed; tearing down a
+    // state of 100,000 tasks piece by piece would take longer than the run, so let the OS
+    // reclaim it.
+    let _ = std::io::stdout().flush();
+    std::process::exit(code.into())
 }
 
 /// Loads one workflow file, printing its problems; `Err` carries the exit code.
@@ -134,19 +139,29 @@ async fn headless(
         }
     }
     printer.flush();
-    let snapshot = engine.snapshot().await?;
-    let mut code = 0u8;
-    for id in &runs {
-        let Some(run) = snapshot.run(id) else {
-            continue;
-        };
-        print_summary(run, started.elapsed().as_secs_f64());
-        if run.state != RunState::Succeeded {
-            code = 1;
-        }
-    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let want_report = args.report.is_some();
+    let ids = runs.clone();
+    let (summaries, reports, failed) = engine
+        .inspect(move |st| {
+            let mut summaries = String::new();
+            let mut reports = Vec::new();
+            let mut failed = false;
+            for id in &ids {
+                let Some(run) = st.run(id) else { continue };
+                summaries.push_str(&summary(run, elapsed));
+                failed |= run.state != RunState::Succeeded;
+                if want_report {
+                    reports.push(Report::of(run));
+                }
+            }
+            (summaries, reports, failed)
+        })
+        .await?;
+    print!("{summaries}");
+    let code = u8::from(failed);
     if let Some(path) = &args.report {
-        write_report(path, &snapshot, &runs)?;
+        write_report(path, &reports)?;
         println!("report written to {}", path.display());
     }
     engine.shutdown().await.ok();
@@ -175,12 +190,7 @@ async fn interrupted(
     }
 }
 
-fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> color_eyre::Result<()> {
-    let reports: Vec<Report> = runs
-        .iter()
-        .filter_map(|id| state.run(id))
-        .map(Report::of)
-        .collect();
+fn write_report(path: &PathBuf, reports: &[Report]) -> color_eyre::Result<()> {
     let json = if reports.len() == 1 {
         serde_json::to_vec_pretty(&reports[0])
     } else {
@@ -191,7 +201,9 @@ fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> color_ey
         .wrap_err_with(|| format!("cannot write the report to {}", path.display()))
 }
 
-fn print_summary(run: &Run, secs: f64) {
+fn summary(run: &Run, secs: f64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let mut parts = Vec::new();
     for s in [
         TaskState::Succeeded,
@@ -207,7 +219,8 @@ fn print_summary(run: &Run, secs: f64) {
             parts.push(format!("{n} {s}"));
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "run {} ({}) {} in {secs:.2}s: {}",
         run.id,
         run.workflow.name,
@@ -221,11 +234,12 @@ fn print_summary(run: &Run, secs: f64) {
             TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
         ) {
             if shown == 10 {
-                println!("  …");
+                out.push_str("  …\n");
                 break;
             }
             shown += 1;
-            println!(
+            let _ = writeln!(
+                out,
                 "  {} {}: {}",
                 t.state,
                 run.workflow.tasks[i].id,
@@ -235,13 +249,15 @@ fn print_summary(run: &Run, secs: f64) {
     }
     for (g, gate) in run.gates.iter().zip(&run.workflow.gates) {
         let passed = g.results.iter().flatten().filter(|r| r.passed).count();
-        println!(
+        let _ = writeln!(
+            out,
             "  gate {}: {} ({passed}/{} checks passed)",
             gate.id,
             g.state.as_str(),
             gate.checks.len()
         );
     }
+    out
 }
 
 /// Turns events into progress lines. It folds events into its own mirror of the state, as every

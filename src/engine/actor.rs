@@ -99,6 +99,9 @@ enum Request {
         run: RunId,
         reply: oneshot::Sender<Result<RunState, EngineError>>,
     },
+    Inspect {
+        f: Box<dyn FnOnce(&EngineState) + Send>,
+    },
 }
 
 /// A cheap handle to the engine; clone it freely.
@@ -167,6 +170,22 @@ impl EngineHandle {
             live,
             last_seq: from_seq,
         })
+    }
+
+    /// Runs `f` on the engine's state inside the actor and returns its result: reading a few
+    /// facts of a huge run this way costs far less than a whole `snapshot`.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EngineState) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        let f = Box::new(move |st: &EngineState| {
+            let _ = reply.send(f(st));
+        });
+        self.tx
+            .send(Request::Inspect { f })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
     }
 
     /// Waits until `run` has finished and returns how it ended.
@@ -374,6 +393,7 @@ impl Actor {
                 self.cancel_everything();
                 self.shutdown_waiters.push(reply);
             }
+            Request::Inspect { f } => f(&self.state),
             Request::WaitFinished { run, reply } => match self.state.runs.get(&run) {
                 None => {
                     let _ = reply.send(Err(EngineError::UnknownRun(run)));
