@@ -9,6 +9,7 @@ fn main() -> ExitCode {
         eprintln!("taskdeck: {e}");
     }
     let cli = Cli::parse();
+    init_tracing();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -34,4 +35,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// taskdeck's own diagnostics (`TASKDECK_LOG=debug`, default `warn`) go to stderr, never to
+/// stdout where progress and reports go.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

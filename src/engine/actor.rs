@@ -443,6 +443,7 @@ impl Actor {
             },
         );
         self.system_log(&id, format!("run {id} of `{name}` started: {n} tasks"));
+        tracing::info!(run = %id, workflow = %name, tasks = n, "run submitted");
         Ok(id)
     }
 
@@ -478,6 +479,7 @@ impl Actor {
     }
 
     fn command(&mut self, cmd: Command) -> Result<(), EngineError> {
+        tracing::debug!(?cmd, "operator command");
         let run_id = cmd.run().clone();
         let run_state = self
             .state
@@ -1405,6 +1407,7 @@ impl Actor {
             run.count(TaskState::Blocked),
             run.count(TaskState::Cancelled)
         );
+        tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
         self.emit(id, EventKind::RunFinished { state });
         for w in self.finish_waiters.remove(id).unwrap_or_default() {
