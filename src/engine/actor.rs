@@ -904,6 +904,10 @@ impl Actor {
                 },
             );
             if let Some(line) = line {
+                let line = match self.extras.get(&run_id) {
+                    Some(e) => e.redactor.redact(&line).into_owned(),
+                    None => line,
+                };
                 self.logs.push(&key, LogStream::Stdout, line);
             }
             self.finish_task_attempt(&key, result);

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::decode::Dec;
@@ -70,27 +69,9 @@ pub struct TaskExtra<'n> {
 
 /// A task spec with defaults; `base`, `needs` and `matrix` are filled in by `validate`.
 pub fn new_spec(id: &str) -> TaskSpec {
-    TaskSpec {
-        id: id.to_string(),
-        base: String::new(),
-        matrix: IndexMap::new(),
-        action: Action::Builtin(Builtin::Noop),
-        needs: Vec::new(),
-        requires: Vec::new(),
-        agent: None,
-        priority: 5,
-        timeout: None,
-        retry: RetryPolicy::default(),
-        resources: Resources::default(),
-        locks: Vec::new(),
-        when: None,
-        approval: false,
-        reads: None,
-        env: IndexMap::new(),
-        cwd: None,
-        continue_on_failure: false,
-        compensate: None,
-    }
+    let mut spec = TaskSpec::new(id, Action::Builtin(Builtin::Noop));
+    spec.base = String::new();
+    spec
 }
 
 impl<'n> RawTask<'n> {
