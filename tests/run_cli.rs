@@ -1198,3 +1198,37 @@ fn malformed_files_never_panic() {
         out.show()
     );
 }
+
+// ----- engine regressions seen through the CLI -----
+
+/// A gate whose checks are all expressions passes on the spot, inside the engine's work loop;
+/// the tasks it releases must still start when they first need a condition check or an
+/// approval (here given at once by --auto-approve). They used to wait forever.
+#[test]
+fn tasks_released_by_an_instant_gate_start() {
+    let env = Env::new();
+    let flow = env.write(
+        "gate.toml",
+        r#"
+name = "gated"
+[tasks.a]
+run = "true"
+[tasks.conditional]
+needs = ["a"]
+when = "1 == 1"
+run = "true"
+[tasks.approved]
+needs = ["a"]
+approval = true
+run = "true"
+[gates.ok]
+after = ["a"]
+checks = [{ name = "always", expr = "1 == 1" }]
+"#,
+    );
+    env.run(&[&"run", &flow, &"--auto-approve"])
+        .expect_code(0)
+        .has("✓ conditional succeeded")
+        .has("✓ approved succeeded")
+        .has("run succeeded");
+}
