@@ -1229,3 +1229,37 @@ checks = [{ name = "always", expr = "1 == 1" }]
         .has("✓ approved succeeded")
         .has("run succeeded");
 }
+
+/// A gate over several tasks can never run once one of them is blocked: the others, done and
+/// waiting for it, fail instead of waiting forever, and the gate ends `skipped`.
+#[test]
+fn a_gate_over_a_blocked_task_fails_the_tasks_waiting_for_it() {
+    let env = Env::new();
+    let flow = env.write(
+        "gate.toml",
+        r#"
+name = "gated"
+[tasks.x]
+run = "true"
+[tasks.z]
+run = "sleep 0.3; false"
+[tasks.y]
+needs = ["z"]
+run = "true"
+[gates.both]
+after = ["x", "y"]
+checks = [{ name = "always", expr = "1 == 1" }]
+"#,
+    );
+    let report_path = env.path("r.json");
+    env.run(&[&"run", &flow, &"--report", &report_path])
+        .expect_code(1)
+        .has("✓ x done in")
+        .has("  failed x: gate `both` could not run: `y` did not succeed")
+        .has("  blocked y: upstream `z` did not succeed")
+        .has("  gate both: skipped");
+    let r = report(&report_path);
+    assert_eq!(r["state"], "failed");
+    assert_eq!(r["gates"][0]["state"], "skipped");
+    assert_eq!(r["gates"][0]["checks"][0]["passed"], Value::Null);
+}
