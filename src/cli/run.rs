@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use color_eyre::eyre::{WrapErr, eyre};
+use color_eyre::eyre::WrapErr;
 
 use super::RunArgs;
 use crate::config::Config;
@@ -20,6 +20,25 @@ use crate::spec::{self, LoadError, Workflow};
 
 /// Returns the process exit code.
 pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
+    // Find out now, not after a long run, that the report could not be written.
+    if let Some(path) = &args.report {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() || path.is_dir() {
+            eprintln!(
+                "taskdeck: cannot write the report to {}: {}",
+                path.display(),
+                if path.is_dir() {
+                    "it is a directory"
+                } else {
+                    "its directory does not exist"
+                }
+            );
+            return Ok(2);
+        }
+    }
     let mut workflows = Vec::new();
     for file in &args.files {
         match load(file, &config) {
@@ -92,6 +111,10 @@ async fn headless(
     let mut cancelling = false;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    // Progress lines are buffered; this shows them promptly when stdout is a pipe or a file
+    // (CI logs), where a long task's "started" line would otherwise wait for the next flush.
+    let mut flush = tokio::time::interval(std::time::Duration::from_millis(200));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while finished.len() < runs.len() {
         let next_event = async {
             match sub.as_mut() {
@@ -118,6 +141,7 @@ async fn headless(
                     }
                 }
             }
+            _ = flush.tick() => printer.flush(),
             _ = interrupted(&mut term, &mut hup) => {
                 if cancelling {
                     eprintln!("taskdeck: interrupted again; stopping now");
@@ -146,8 +170,13 @@ async fn headless(
         }
     }
     if let Some(path) = &args.report {
-        write_report(path, &snapshot, &runs)?;
-        println!("report written to {}", path.display());
+        match write_report(path, &snapshot, &runs) {
+            Ok(()) => println!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("taskdeck: {e}");
+                code = 2;
+            }
+        }
     }
     engine.shutdown().await.ok();
     Ok(code)
@@ -175,7 +204,7 @@ async fn interrupted(
     }
 }
 
-fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> color_eyre::Result<()> {
+fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> Result<(), String> {
     let reports: Vec<Report> = runs
         .iter()
         .filter_map(|id| state.run(id))
@@ -186,9 +215,9 @@ fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> color_ey
     } else {
         serde_json::to_vec_pretty(&reports)
     }
-    .map_err(|e| eyre!("cannot encode the report: {e}"))?;
+    .map_err(|e| format!("cannot encode the report: {e}"))?;
     std::fs::write(path, json)
-        .wrap_err_with(|| format!("cannot write the report to {}", path.display()))
+        .map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
 }
 
 fn print_summary(run: &Run, secs: f64) {
@@ -216,6 +245,26 @@ fn print_summary(run: &Run, secs: f64) {
     );
     let mut shown = 0;
     for (i, t) in run.tasks.iter().enumerate() {
+        // Flaky work that a retry saved is worth knowing about.
+        if t.state == TaskState::Succeeded && t.attempts.len() > 1 {
+            if shown == 10 {
+                println!("  …");
+                break;
+            }
+            shown += 1;
+            let last_error = t
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| !a.error.is_empty())
+                .map(|a| format!(" (attempt {}: {})", a.number, a.error))
+                .unwrap_or_default();
+            println!(
+                "  retried {}: succeeded on attempt {}{last_error}",
+                run.workflow.tasks[i].id,
+                t.attempts.len()
+            );
+        }
         if matches!(
             t.state,
             TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
@@ -234,6 +283,14 @@ fn print_summary(run: &Run, secs: f64) {
         }
     }
     for (g, gate) in run.gates.iter().zip(&run.workflow.gates) {
+        if matches!(g.state, GateState::Pending | GateState::Skipped) {
+            println!(
+                "  gate {}: {} (its checks did not run)",
+                gate.id,
+                g.state.as_str()
+            );
+            continue;
+        }
         let passed = g.results.iter().flatten().filter(|r| r.passed).count();
         println!(
             "  gate {}: {} ({passed}/{} checks passed)",
@@ -394,6 +451,16 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
                 if let Some(r) = r.as_ref().filter(|r| !r.passed) {
                     let first = r.message.lines().next().unwrap_or("");
                     line.push_str(&format!("\n    ✗ {}: {first}", c.name));
+                }
+            }
+            // on_fail = "pause": the run now waits for an operator; say so.
+            for t in &g.after {
+                if run.tasks[*t as usize].state == TaskState::Paused {
+                    line.push_str(&format!(
+                        "\n    ⏸ {} is paused by gate {} (resume or retry it in the console; Ctrl-C cancels the run)",
+                        name(*t),
+                        g.id
+                    ));
                 }
             }
             line
