@@ -6,20 +6,37 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use color_eyre::eyre::{WrapErr, eyre};
+use color_eyre::eyre::WrapErr;
 
 use super::RunArgs;
 use crate::config::Config;
 use crate::engine::state::{EngineState, Run};
 use crate::engine::{EngineHandle, EngineOptions};
-use crate::model::{
-    Command, Event, EventKind, GateState, RunId, RunState, TaskState, civil_from_unix,
-};
+use crate::model::{Command, Event, EventKind, GateState, RunId, RunState, TaskState};
 use crate::report::Report;
 use crate::spec::{self, LoadError, Workflow};
 
 /// Returns the process exit code.
 pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
+    // Find out now, not after a long run, that the report could not be written.
+    if let Some(path) = &args.report {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() || path.is_dir() {
+            eprintln!(
+                "taskdeck: cannot write the report to {}: {}",
+                path.display(),
+                if path.is_dir() {
+                    "it is a directory"
+                } else {
+                    "its directory does not exist"
+                }
+            );
+            return Ok(2);
+        }
+    }
     let mut workflows = Vec::new();
     for file in &args.files {
         match load(file, &config) {
@@ -97,6 +114,10 @@ async fn headless(
     let mut cancelling = false;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    // Progress lines are buffered; this shows them promptly when stdout is a pipe or a file
+    // (CI logs), where a long task's "started" line would otherwise wait for the next flush.
+    let mut flush = tokio::time::interval(std::time::Duration::from_millis(200));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while finished.len() < runs.len() {
         let next_event = async {
             match sub.as_mut() {
@@ -123,6 +144,7 @@ async fn headless(
                     }
                 }
             }
+            _ = flush.tick() => printer.flush(),
             _ = interrupted(&mut term, &mut hup) => {
                 if cancelling {
                     eprintln!("taskdeck: interrupted again; stopping now");
@@ -159,10 +181,15 @@ async fn headless(
         })
         .await?;
     print!("{summaries}");
-    let code = u8::from(failed);
+    let mut code = u8::from(failed);
     if let Some(path) = &args.report {
-        write_report(path, &reports)?;
-        println!("report written to {}", path.display());
+        match write_report(path, &reports) {
+            Ok(()) => println!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("taskdeck: {e}");
+                code = 2;
+            }
+        }
     }
     engine.shutdown().await.ok();
     Ok(code)
@@ -190,15 +217,15 @@ async fn interrupted(
     }
 }
 
-fn write_report(path: &PathBuf, reports: &[Report]) -> color_eyre::Result<()> {
+fn write_report(path: &PathBuf, reports: &[Report]) -> Result<(), String> {
     let json = if reports.len() == 1 {
         serde_json::to_vec_pretty(&reports[0])
     } else {
         serde_json::to_vec_pretty(&reports)
     }
-    .map_err(|e| eyre!("cannot encode the report: {e}"))?;
+    .map_err(|e| format!("cannot encode the report: {e}"))?;
     std::fs::write(path, json)
-        .wrap_err_with(|| format!("cannot write the report to {}", path.display()))
+        .map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
 }
 
 fn summary(run: &Run, secs: f64) -> String {
@@ -229,6 +256,27 @@ fn summary(run: &Run, secs: f64) -> String {
     );
     let mut shown = 0;
     for (i, t) in run.tasks.iter().enumerate() {
+        // Flaky work that a retry saved is worth knowing about.
+        if t.state == TaskState::Succeeded && t.attempts.len() > 1 {
+            if shown == 10 {
+                out.push_str("  …\n");
+                break;
+            }
+            shown += 1;
+            let last_error = t
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| !a.error.is_empty())
+                .map(|a| format!(" (attempt {}: {})", a.number, a.error))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  retried {}: succeeded on attempt {}{last_error}",
+                run.workflow.tasks[i].id,
+                t.attempts.len()
+            );
+        }
         if matches!(
             t.state,
             TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
@@ -248,6 +296,15 @@ fn summary(run: &Run, secs: f64) -> String {
         }
     }
     for (g, gate) in run.gates.iter().zip(&run.workflow.gates) {
+        if matches!(g.state, GateState::Pending | GateState::Skipped) {
+            let _ = writeln!(
+                out,
+                "  gate {}: {} (its checks did not run)",
+                gate.id,
+                g.state.as_str()
+            );
+            continue;
+        }
         let passed = g.results.iter().flatten().filter(|r| r.passed).count();
         let _ = writeln!(
             out,
@@ -290,7 +347,7 @@ impl Printer {
         };
         let line = describe(run, &ev.kind);
         if let Some(line) = line {
-            let (_, _, _, h, m, s) = civil_from_unix((ev.ts / 1000) as i64);
+            let (h, m, s) = local_clock(ev.ts);
             let prefix = if self.multi {
                 format!("{} ", run.workflow.name)
             } else {
@@ -311,6 +368,18 @@ impl Printer {
     fn flush(&mut self) {
         let _ = self.out.flush();
     }
+}
+
+/// Hour, minute and second of `ts` in the machine's local time zone (UTC if it cannot be told).
+fn local_clock(ts: crate::model::Millis) -> (u32, u32, u32) {
+    let secs = (ts / 1000) as libc::time_t;
+    // SAFETY: localtime_r writes only into the `tm` we own; a zeroed tm is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        let (_, _, _, h, m, s) = crate::model::civil_from_unix(secs);
+        return (h, m, s);
+    }
+    (tm.tm_hour as u32, tm.tm_min as u32, tm.tm_sec as u32)
 }
 
 fn secs(ms: u64) -> String {
@@ -385,7 +454,7 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
         EventKind::TaskPaused { task } => format!("⏸ {} paused", name(*task)),
         EventKind::TaskResumed { task } => format!("▶ {} resumed", name(*task)),
         EventKind::TaskAwaitingApproval { task } => format!(
-            "⏸ {} is waiting for approval (run with --auto-approve, or approve it in the console)",
+            "⏸ {} is waiting for approval (this headless run cannot approve: rerun with --auto-approve or in the console; Ctrl-C cancels)",
             name(*task)
         ),
         EventKind::TaskApproved { task } => format!("✓ {} approved", name(*task)),
@@ -410,6 +479,16 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
                 if let Some(r) = r.as_ref().filter(|r| !r.passed) {
                     let first = r.message.lines().next().unwrap_or("");
                     line.push_str(&format!("\n    ✗ {}: {first}", c.name));
+                }
+            }
+            // on_fail = "pause": the run now waits for an operator; say so.
+            for t in &g.after {
+                if run.tasks[*t as usize].state == TaskState::Paused {
+                    line.push_str(&format!(
+                        "\n    ⏸ {} is paused by gate {} (resume or retry it in the console; Ctrl-C cancels the run)",
+                        name(*t),
+                        g.id
+                    ));
                 }
             }
             line

@@ -752,9 +752,16 @@ impl Actor {
                 }
             }
         }
+        let seq = self.state.last_seq;
         for id in &run_ids {
             self.check_conditions(id, &mut budget);
             self.start_due_gates(id);
+        }
+        // A condition that passed, an approval given at once (--auto-approve) or a gate that
+        // passed on the spot may have made tasks ready after the dispatch loop: go round again
+        // to start them, or nothing would until the next message.
+        let progressed = self.state.last_seq != seq;
+        for id in &run_ids {
             self.maybe_finish(id);
         }
         let pending_checks = run_ids.iter().any(|id| {
@@ -763,7 +770,7 @@ impl Actor {
                 .get(id)
                 .is_some_and(|r| !r.index.to_check.is_empty() || !r.index.gates_due.is_empty())
         });
-        budget == 0 || pending_checks
+        budget == 0 || pending_checks || progressed
     }
 
     fn check_conditions(&mut self, id: &RunId, budget: &mut usize) {

@@ -344,8 +344,9 @@ impl Run {
         }
     }
 
-    /// Everything downstream of `t` that has not finished becomes `state` (blocked or skipped).
-    fn propagate_down(&mut self, t: TaskIdx, state: TaskState, why: &str) {
+    /// Everything downstream of `t` that has not finished becomes `state` (blocked or skipped),
+    /// and the gates over those tasks can no longer run.
+    fn propagate_down(&mut self, t: TaskIdx, state: TaskState, why: &str, now: Millis) {
         let mut stack: Vec<TaskIdx> = self.index.dependents[t as usize].clone();
         while let Some(d) = stack.pop() {
             let task = &self.tasks[d as usize];
@@ -365,6 +366,7 @@ impl Run {
             task.paused_from = None;
             task.reason = Some(why.to_string());
             stack.extend(self.index.dependents[d as usize].iter().copied());
+            self.gates_cannot_run(d, now);
         }
     }
 
@@ -386,7 +388,7 @@ impl Run {
 
     /// After a reset: a pending task with a dead need ends blocked (or skipped) at once, with
     /// its pending dependents, as it would have the first time.
-    fn settle_dead_needs(&mut self, t: TaskIdx) {
+    fn settle_dead_needs(&mut self, t: TaskIdx, now: Millis) {
         if self.tasks[t as usize].state != TaskState::Pending {
             return;
         }
@@ -406,7 +408,8 @@ impl Run {
         };
         self.set_state(t, state);
         self.tasks[t as usize].reason = Some(why.clone());
-        self.propagate_down(t, state, &why);
+        self.gates_cannot_run(t, now);
+        self.propagate_down(t, state, &why, now);
     }
 
     fn recount_unmet(&mut self, t: TaskIdx) {
@@ -495,7 +498,7 @@ impl Run {
             self.release_dependents(t);
         } else {
             let why = format!("upstream `{}` did not succeed", self.task_id(t));
-            self.propagate_down(t, TaskState::Blocked, &why);
+            self.propagate_down(t, TaskState::Blocked, &why, now);
         }
         self.gates_cannot_run(t, now);
     }
@@ -704,7 +707,7 @@ impl EngineState {
                 run.set_state(t, TaskState::Skipped);
                 run.tasks[t as usize].reason = Some(reason.clone());
                 let why = format!("upstream `{}` was skipped", run.task_id(t));
-                run.propagate_down(t, TaskState::Skipped, &why);
+                run.propagate_down(t, TaskState::Skipped, &why, now);
                 run.gates_cannot_run(t, now);
             }
             EventKind::TaskCancelled { task } => {
@@ -810,7 +813,7 @@ impl EngineState {
                 }
                 // Those with another failed upstream stay blocked.
                 for x in reset {
-                    run.settle_dead_needs(x);
+                    run.settle_dead_needs(x, now);
                 }
                 if run.tasks[t as usize].state == TaskState::Pending
                     && run.tasks[t as usize].unmet == 0
@@ -847,7 +850,7 @@ impl EngineState {
                 }
                 // Those with a failed or skipped upstream outside the re-run end as before.
                 for x in &order {
-                    run.settle_dead_needs(*x);
+                    run.settle_dead_needs(*x, now);
                 }
                 for x in order {
                     if run.tasks[x as usize].state == TaskState::Pending
