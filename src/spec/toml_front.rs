@@ -1,12 +1,14 @@
-//! TOML workflow files -> spanned tree, with every syntax error the parser can recover from
-//! reported, and duplicate tables explained in terms of tasks, agents and gates.
+//! TOML workflow files -> the `toml` crate's spanned tables (decoded from as they are), with
+//! every syntax error the parser can recover from reported, and duplicate tables explained in
+//! terms of tasks, agents and gates.
 
+use toml::Spanned;
 use toml::de::DeTable;
 
-use super::node::{self, Node};
+use super::node;
 use super::problem::Problems;
 
-pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Node<'a>> {
+pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Spanned<DeTable<'a>>> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         // Inside a repeated table every key repeats too: report only the table.
@@ -37,12 +39,12 @@ pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Node<'a>> {
         }
         return None;
     }
-    let mut tree_errors = Vec::new();
-    let root = node::from_toml(doc, &mut tree_errors);
-    for e in tree_errors {
+    let mut int_errors = Vec::new();
+    node::toml_int_errors(doc.get_ref(), &mut int_errors);
+    for e in int_errors {
         problems.push(e.span, e.message, "use an integer from -2^63 to 2^63-1");
     }
-    Some(root)
+    Some(doc)
 }
 
 /// The whole line containing `offset`.

@@ -112,8 +112,8 @@ pub fn validate(
 
     let index = expand(&raw.tasks, problems);
     let mut suggestions = 0usize;
-    let needs = resolve_needs(&raw.tasks, &index, problems, &mut suggestions);
-    report_cycles(&raw.tasks, &index, &needs, problems);
+    let needs = resolve_needs(&raw.tasks, &raw.needs, &index, problems, &mut suggestions);
+    report_cycles(&raw.tasks, &raw.needs, &index, &needs, problems);
 
     let all_agents = agents::effective(
         config,
@@ -190,14 +190,16 @@ fn expand<'n>(tasks: &[RawTask<'n>], problems: &mut Problems) -> Index<'n> {
 /// Resolves `needs` of every task to indices, once per table (matrix instances share them).
 fn resolve_needs(
     tasks: &[RawTask<'_>],
+    all_needs: &[(&str, Span)],
     index: &Index<'_>,
     problems: &mut Problems,
     suggestions: &mut usize,
 ) -> Vec<Vec<TaskIdx>> {
     let mut all: Vec<Vec<TaskIdx>> = Vec::with_capacity(index.total());
     for (ri, t) in tasks.iter().enumerate() {
-        let mut out: Vec<TaskIdx> = Vec::with_capacity(t.needs.len());
-        for (name, span) in &t.needs {
+        let needs = &all_needs[t.needs.clone()];
+        let mut out: Vec<TaskIdx> = Vec::with_capacity(needs.len());
+        for (name, span) in needs {
             let own_instance = !index.instance.is_empty()
                 && index
                     .instance
@@ -263,6 +265,7 @@ fn dedup(v: &mut Vec<TaskIdx>) {
 /// set aside and the search repeats, so several independent cycles are all reported.
 fn report_cycles(
     tasks: &[RawTask<'_>],
+    all_needs: &[(&str, Span)],
     index: &Index<'_>,
     needs: &[Vec<TaskIdx>],
     problems: &mut Problems,
@@ -288,7 +291,7 @@ fn report_cycles(
         let (from, to) = (path[0], path[1]);
         let names: Vec<&str> = path.iter().map(|&i| index.id(i, tasks)).collect();
         let span = tasks.get(index.raw_of(from)).map_or(0..0, |t| {
-            t.needs
+            all_needs[t.needs.clone()]
                 .iter()
                 .find(|(n, _)| index.resolve(n).is_some_and(|r| r.contains(&to)))
                 .map_or(t.id_span.clone(), |(_, s)| s.clone())
