@@ -32,10 +32,7 @@ impl Dec<'_> {
         };
         self.push(
             node.span(),
-            format!(
-                "`{field}` must be {expected}, found {}",
-                node.type_name()
-            ),
+            format!("`{field}` must be {expected}, found {}", node.type_name()),
             hint,
         );
     }

@@ -4,7 +4,6 @@
 //! Only when the text is not valid JSON is serde_json run, for its error message and position.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use super::node::{JEntry, JNode, JVal, Span};
 use super::problem::Problems;
@@ -16,6 +15,8 @@ pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<JNode<'a>> {
         bytes: text.as_bytes(),
         pos: 0,
         depth: 0,
+        items: Vec::new(),
+        entries: Vec::new(),
         dups: Vec::new(),
     };
     match s.document() {
@@ -128,6 +129,10 @@ struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Items and entries of the arrays and objects being read, innermost last: each one's are
+    /// moved into a vector of exactly their number when it closes (no growth, no slack).
+    items: Vec<JNode<'a>>,
+    entries: Vec<JEntry<'a>>,
     /// Duplicate-key problems, reported only if the whole text is valid.
     dups: Vec<(Span, String, String)>,
 }
@@ -291,14 +296,15 @@ impl<'a> Scanner<'a> {
 
     fn array(&mut self) -> Scan<JVal<'a>> {
         self.pos += 1;
-        let mut items = Vec::new();
         self.ws();
         if self.peek() == b']' {
             self.pos += 1;
-            return Ok(JVal::Array(items));
+            return Ok(JVal::Array(Vec::new()));
         }
+        let base = self.items.len();
         loop {
-            items.push(self.value()?);
+            let item = self.value()?;
+            self.items.push(item);
             self.ws();
             match self.peek() {
                 b',' => {
@@ -307,7 +313,7 @@ impl<'a> Scanner<'a> {
                 }
                 b']' => {
                     self.pos += 1;
-                    return Ok(JVal::Array(items));
+                    return Ok(JVal::Array(self.items.drain(base..).collect()));
                 }
                 _ => return Err(Invalid),
             }
@@ -316,12 +322,12 @@ impl<'a> Scanner<'a> {
 
     fn object(&mut self) -> Scan<JVal<'a>> {
         self.pos += 1;
-        let mut entries: Vec<JEntry<'a>> = Vec::new();
         self.ws();
         if self.peek() == b'}' {
             self.pos += 1;
-            return Ok(JVal::Table(entries));
+            return Ok(JVal::Table(Vec::new()));
         }
+        let base = self.entries.len();
         loop {
             if self.peek() != b'"' {
                 return Err(Invalid);
@@ -333,7 +339,7 @@ impl<'a> Scanner<'a> {
             self.eat(b':')?;
             self.ws();
             let value = self.value()?;
-            entries.push(JEntry {
+            self.entries.push(JEntry {
                 key,
                 key_span,
                 value,
@@ -346,6 +352,7 @@ impl<'a> Scanner<'a> {
                 }
                 b'}' => {
                     self.pos += 1;
+                    let entries: Vec<JEntry<'a>> = self.entries.drain(base..).collect();
                     self.check_duplicates(&entries);
                     return Ok(JVal::Table(entries));
                 }
@@ -375,7 +382,7 @@ impl<'a> Scanner<'a> {
             }
             return;
         }
-        let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+        let mut seen: foldhash::HashSet<&str> = foldhash::HashSetExt::with_capacity(entries.len());
         for e in entries {
             if !seen.insert(&e.key)
                 && let Some(first) = entries.iter().find(|f| f.key == e.key)

@@ -136,15 +136,15 @@ impl<'n> Node<'n> {
         }
     }
 
-    pub fn span(&self) -> Span {
+    pub fn span(self) -> Span {
         self.start..self.end
     }
 
-    pub fn is_null(&self) -> bool {
+    pub fn is_null(self) -> bool {
         matches!(self.kind, Kind::Json(JVal::Null))
     }
 
-    pub fn val(&self) -> Val<'n> {
+    pub fn val(self) -> Val<'n> {
         match self.kind {
             Kind::Json(v) => match v {
                 JVal::Null => Val::Null,
@@ -169,7 +169,7 @@ impl<'n> Node<'n> {
     }
 
     /// The string, if this is one.
-    pub fn as_str(&self) -> Option<&'n str> {
+    pub fn as_str(self) -> Option<&'n str> {
         match self.kind {
             Kind::Json(JVal::Str(s)) => Some(s),
             Kind::Toml(DeValue::String(s)) => Some(s),
@@ -178,7 +178,7 @@ impl<'n> Node<'n> {
     }
 
     /// Article and type name for messages: "found a string".
-    pub fn type_name(&self) -> &'static str {
+    pub fn type_name(self) -> &'static str {
         match self.val() {
             Val::Null => "null",
             Val::Str(_) => "a string",
@@ -192,7 +192,7 @@ impl<'n> Node<'n> {
     }
 
     /// JSON-compatible value (dates become strings, non-finite floats null).
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(self) -> Value {
         match self.val() {
             Val::Null => Value::Null,
             Val::Str(s) => Value::String(s.to_string()),
@@ -228,7 +228,9 @@ impl<'n> List<'n> {
             List::Json(items) => (items, &[][..]),
             List::Toml(items) => (&[][..], items),
         };
-        json.iter().map(Node::json).chain(toml.iter().map(Node::toml))
+        json.iter()
+            .map(Node::json)
+            .chain(toml.iter().map(Node::toml))
     }
 }
 

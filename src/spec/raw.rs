@@ -249,11 +249,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
                     let hint =
                         super::suggest::did_you_mean(other, ["local", "command", "http", "llm"])
                             .unwrap_or_else(|| "use local, command, http or llm".into());
-                    dec.push(
-                        v.span(),
-                        format!("unknown agent kind `{other}`"),
-                        hint,
-                    );
+                    dec.push(v.span(), format!("unknown agent kind `{other}`"), hint);
                 }
                 None => kind_ok = false,
             },

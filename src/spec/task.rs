@@ -481,10 +481,7 @@ fn matrix<'n>(dec: &mut Dec<'_>, v: Node<'n>) -> Vec<Axis<'n>> {
                 ),
             }
         }
-        axes.push(Axis {
-            key: e.key,
-            values,
-        });
+        axes.push(Axis { key: e.key, values });
     }
     axes
 }
