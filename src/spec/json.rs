@@ -4,6 +4,8 @@
 //! Only when the text is not valid JSON is serde_json run, for its error message and position.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use super::node::{JEntry, JNode, JVal, Span};
 use super::problem::Problems;
@@ -117,6 +119,26 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
             .map_or(text.len(), |(i, _)| i + 1)
     };
     (line_start + column.saturating_sub(1)).min(text.len())
+}
+
+/// Hashes a `u64` that is already a hash to itself.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The text is not valid JSON (or is nested too deep) at the scanner's position.
@@ -382,10 +404,14 @@ impl<'a> Scanner<'a> {
             }
             return;
         }
-        let mut seen: foldhash::HashSet<&str> = foldhash::HashSetExt::with_capacity(entries.len());
-        for e in entries {
-            if !seen.insert(&e.key)
-                && let Some(first) = entries.iter().find(|f| f.key == e.key)
+        // Large objects (the task table): a set of the keys' hashes, so probing never reads
+        // the keys themselves; a repeated hash is confirmed by comparing the keys.
+        let state = foldhash::fast::RandomState::default();
+        let mut seen: HashSet<u64, BuildHasherDefault<HashIsKey>> =
+            HashSet::with_capacity_and_hasher(entries.len(), Default::default());
+        for (i, e) in entries.iter().enumerate() {
+            if !seen.insert(state.hash_one(&*e.key))
+                && let Some(first) = entries[..i].iter().find(|f| f.key == e.key)
             {
                 report(&first.key_span, e);
             }
@@ -470,5 +496,31 @@ mod tests {
         let JVal::Array(items) = &n.val else { panic!() };
         assert!(matches!(items[0].val, JVal::Float(_)));
         assert!(matches!(items[1].val, JVal::Int(-3)));
+    }
+
+    /// Fragments that make texts near valid JSON, so random joins hit every branch.
+    const PIECES: &[&str] = &[
+        "{", "}", "[", "]", ",", ":", " ", "\n", "\"a\"", "\"b\"", "\"\\u00e9\"", "\"\\q\"",
+        "\"\\ud800\"", "\"\t\"", "0", "-", "1", "01", "1.5", "1.", "1e5", "1e", "-0", "2E+3",
+        "true", "tru", "null", "false", "x", "\"", "\\",
+    ];
+
+    proptest::proptest! {
+        /// The scanner accepts exactly the texts serde_json accepts (within the depth limit),
+        /// and every refused text gets serde_json's own message.
+        #[test]
+        fn accepts_what_serde_json_accepts(
+            picks in proptest::collection::vec(0..PIECES.len(), 1..24)
+        ) {
+            let text: String = picks.iter().map(|&i| PIECES[i]).collect();
+            let valid = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+            let mut p = Problems::default();
+            let parsed = parse(&text, &mut p).is_some();
+            proptest::prop_assert_eq!(parsed, valid, "{}", text);
+            if !parsed {
+                let d = p.into_diagnostics(&text, "f.json");
+                proptest::prop_assert!(d[0].message.starts_with("JSON syntax error: "), "{:?}", d);
+            }
+        }
     }
 }
