@@ -3,7 +3,7 @@
 
 use indexmap::IndexMap;
 
-use super::node::{Entry, Node, Span, Val};
+use super::node::{Entry, Node, Span, Table, Val};
 use super::problem::Problems;
 use super::suggest;
 use super::template_ref::TemplateRef;
@@ -19,7 +19,7 @@ impl Dec<'_> {
 
     pub fn wrong_type(
         &mut self,
-        node: &Node<'_>,
+        node: Node<'_>,
         field: &str,
         expected: &str,
         hint: impl Into<String>,
@@ -31,18 +31,15 @@ impl Dec<'_> {
             hint
         };
         self.push(
-            node.span.clone(),
-            format!(
-                "`{field}` must be {expected}, found {}",
-                node.val.type_name()
-            ),
+            node.span(),
+            format!("`{field}` must be {expected}, found {}", node.type_name()),
             hint,
         );
     }
 
     /// An unknown key: a typo suggestion when one is close, else the list of known keys.
     pub fn unknown_key(&mut self, e: &Entry<'_>, known: &[&str], what: &str) {
-        let hint = match suggest::did_you_mean(&e.key, known.iter().copied()) {
+        let hint = match suggest::did_you_mean(e.key, known.iter().copied()) {
             Some(s) => s,
             None => format!("known keys of {what}: {}", known.join(", ")),
         };
@@ -53,18 +50,18 @@ impl Dec<'_> {
         );
     }
 
-    pub fn str<'n>(&mut self, node: &'n Node<'_>, field: &str, expected: &str) -> Option<&'n str> {
-        match &node.val {
-            Val::Str(s) => Some(s),
-            _ => {
+    pub fn str<'n>(&mut self, node: Node<'n>, field: &str, expected: &str) -> Option<&'n str> {
+        match node.as_str() {
+            Some(s) => Some(s),
+            None => {
                 self.wrong_type(node, field, expected, "");
                 None
             }
         }
     }
 
-    pub fn bool(&mut self, node: &Node<'_>, field: &str) -> Option<bool> {
-        match node.val {
+    pub fn bool(&mut self, node: Node<'_>, field: &str) -> Option<bool> {
+        match node.val() {
             Val::Bool(b) => Some(b),
             _ => {
                 self.wrong_type(node, field, "true or false", "");
@@ -73,8 +70,8 @@ impl Dec<'_> {
         }
     }
 
-    pub fn int(&mut self, node: &Node<'_>, field: &str, expected: &str) -> Option<i64> {
-        match node.val {
+    pub fn int(&mut self, node: Node<'_>, field: &str, expected: &str) -> Option<i64> {
+        match node.val() {
             Val::Int(i) => Some(i),
             _ => {
                 self.wrong_type(node, field, expected, "");
@@ -86,7 +83,7 @@ impl Dec<'_> {
     /// An integer within `min..=max`.
     pub fn int_in<T: TryFrom<i64>>(
         &mut self,
-        node: &Node<'_>,
+        node: Node<'_>,
         field: &str,
         min: i64,
         max: i64,
@@ -105,7 +102,7 @@ impl Dec<'_> {
                 format!("from {min} to {max}")
             };
             self.push(
-                node.span.clone(),
+                node.span(),
                 format!("`{field}` must be {range}, found {i}"),
                 format!("use {expected}"),
             );
@@ -114,8 +111,8 @@ impl Dec<'_> {
         T::try_from(i).ok()
     }
 
-    pub fn number(&mut self, node: &Node<'_>, field: &str) -> Option<f64> {
-        match node.val {
+    pub fn number(&mut self, node: Node<'_>, field: &str) -> Option<f64> {
+        match node.val() {
             Val::Int(i) => Some(i as f64),
             Val::Float(f) => Some(f),
             _ => {
@@ -125,13 +122,8 @@ impl Dec<'_> {
         }
     }
 
-    pub fn table<'n, 'a>(
-        &mut self,
-        node: &'n Node<'a>,
-        field: &str,
-        expected: &str,
-    ) -> Option<&'n [Entry<'a>]> {
-        match &node.val {
+    pub fn table<'n>(&mut self, node: Node<'n>, field: &str, expected: &str) -> Option<Table<'n>> {
+        match node.val() {
             Val::Table(t) => Some(t),
             _ => {
                 self.wrong_type(node, field, expected, "");
@@ -143,47 +135,59 @@ impl Dec<'_> {
     /// A list of strings; a lone string gets a hint to wrap it in a list.
     pub fn str_list<'n>(
         &mut self,
-        node: &'n Node<'_>,
+        node: Node<'n>,
         field: &str,
         item: &str,
     ) -> Vec<(&'n str, Span)> {
-        let items = match &node.val {
+        let mut out = Vec::new();
+        self.str_list_into(node, field, item, &mut out);
+        out
+    }
+
+    /// [`Dec::str_list`], appending to `out`.
+    pub fn str_list_into<'n>(
+        &mut self,
+        node: Node<'n>,
+        field: &str,
+        item: &str,
+        out: &mut Vec<(&'n str, Span)>,
+    ) {
+        let items = match node.val() {
             Val::Array(items) => items,
             Val::Str(s) => {
                 self.wrong_type(
                     node,
                     field,
                     &format!("a list of {item}s"),
-                    format!("write a list: [{}]", serde_json::Value::from(s.as_ref())),
+                    format!("write a list: [{}]", serde_json::Value::from(s)),
                 );
-                return Vec::new();
+                return;
             }
             _ => {
                 self.wrong_type(node, field, &format!("a list of {item}s"), "");
-                return Vec::new();
+                return;
             }
         };
-        let mut out = Vec::with_capacity(items.len());
-        for n in items {
-            match &n.val {
-                Val::Str(s) => out.push((s.as_ref(), n.span.clone())),
-                _ => self.push(
-                    n.span.clone(),
+        out.reserve(items.len());
+        for n in items.iter() {
+            match n.as_str() {
+                Some(s) => out.push((s, n.span())),
+                None => self.push(
+                    n.span(),
                     format!(
                         "each entry of `{field}` must be a {item} (a string), found {}",
-                        n.val.type_name()
+                        n.type_name()
                     ),
                     format!("put the {item} in quotes"),
                 ),
             }
         }
-        out
     }
 
     /// A table of strings (`env`); values that look like templates are queued for checking.
     pub fn str_map<'n>(
         &mut self,
-        node: &'n Node<'_>,
+        node: Node<'n>,
         field: &str,
         templates: Option<&mut Vec<TemplateRef<'n>>>,
     ) -> IndexMap<String, String> {
@@ -192,11 +196,11 @@ impl Dec<'_> {
             return out;
         };
         let mut templates = templates;
-        for e in entries {
+        for e in entries.iter() {
             let name = format!("{field}.{}", e.key);
-            if let Some(v) = self.str(&e.value, &name, "a string") {
+            if let Some(v) = self.str(e.value, &name, "a string") {
                 if let Some(t) = templates.as_deref_mut() {
-                    TemplateRef::queue(t, name, v, e.value.span.clone());
+                    TemplateRef::queue(t, name, v, e.value.span());
                 }
                 out.insert(e.key.to_string(), v.to_string());
             }

@@ -134,16 +134,16 @@ pub fn parse_str(
         );
         None
     } else {
-        let root = match format {
-            Format::Toml => toml_front::parse(text, &mut problems),
-            Format::Json => json::parse(text, &mut problems),
+        let doc = match format {
+            Format::Toml => toml_front::parse(text, &mut problems).map(node::Doc::Toml),
+            Format::Json => json::parse(text, &mut problems).map(node::Doc::Json),
         };
-        root.and_then(|root| {
+        doc.and_then(|doc| {
             let raw = raw::decode(
                 &mut decode::Dec {
                     problems: &mut problems,
                 },
-                &root,
+                doc.root(),
             );
             validate::validate(raw, config, &default_name(file), text, &mut problems)
         })

@@ -50,6 +50,8 @@ pub struct RawWorkflow<'n> {
     /// Decoded task specs, parallel to `tasks`.
     pub specs: Vec<TaskSpec>,
     pub tasks: Vec<RawTask<'n>>,
+    /// The `needs` entries of all tasks, in file order (each task has a range of them).
+    pub needs: Vec<(&'n str, Span)>,
     pub gates: Vec<RawGate<'n>>,
     /// Set when the file has no `tasks` table at all.
     pub no_tasks_at: Option<Span>,
@@ -76,7 +78,7 @@ pub struct RawGate<'n> {
     pub on_fail: OnFail,
 }
 
-pub fn decode<'n>(dec: &mut Dec<'_>, root: &'n Node<'_>) -> RawWorkflow<'n> {
+pub fn decode<'n>(dec: &mut Dec<'_>, root: Node<'n>) -> RawWorkflow<'n> {
     let mut w = RawWorkflow {
         name: None,
         description: None,
@@ -86,32 +88,33 @@ pub fn decode<'n>(dec: &mut Dec<'_>, root: &'n Node<'_>) -> RawWorkflow<'n> {
         agents: Vec::new(),
         specs: Vec::new(),
         tasks: Vec::new(),
+        needs: Vec::new(),
         gates: Vec::new(),
         no_tasks_at: None,
     };
-    let Val::Table(entries) = &root.val else {
+    let Val::Table(entries) = root.val() else {
         dec.push(
-            root.span.clone(),
+            root.span(),
             format!(
                 "a workflow must be a table of settings, found {}",
-                root.val.type_name()
+                root.type_name()
             ),
             "start from { \"tasks\": { \"hello\": { \"builtin\": \"echo hi\" } } }",
         );
         return w;
     };
     let mut saw_tasks = false;
-    for e in entries {
-        let v = &e.value;
-        if matches!(v.val, Val::Null) {
+    for e in entries.iter() {
+        let v = e.value;
+        if v.is_null() {
             continue;
         }
-        match e.key.as_ref() {
+        match e.key {
             "name" => {
                 w.name = dec.str(v, "name", "a string").map(str::to_string);
                 if w.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
                     dec.push(
-                        v.span.clone(),
+                        v.span(),
                         "`name` is empty",
                         "give the workflow a name, or remove `name` to use the file name",
                     );
@@ -127,14 +130,14 @@ pub fn decode<'n>(dec: &mut Dec<'_>, root: &'n Node<'_>) -> RawWorkflow<'n> {
                 if let Some(t) = dec.table(v, "context", "a table of values") {
                     w.context = t
                         .iter()
-                        .map(|e| (e.key.to_string(), e.value.val.to_json()))
+                        .map(|e| (e.key.to_string(), e.value.to_json()))
                         .collect();
                 }
             }
             "secrets" => w.secrets = secrets(dec, v),
             "agents" => {
                 if let Some(t) = dec.table(v, "agents", "a table of agents ([agents.NAME])") {
-                    w.agents = t.iter().map(|e| agent(dec, e)).collect();
+                    w.agents = t.iter().map(|e| agent(dec, &e)).collect();
                 }
             }
             "tasks" => {
@@ -142,51 +145,51 @@ pub fn decode<'n>(dec: &mut Dec<'_>, root: &'n Node<'_>) -> RawWorkflow<'n> {
                 if let Some(t) = dec.table(v, "tasks", "a table of tasks ([tasks.ID])") {
                     w.tasks.reserve(t.len());
                     w.specs.reserve(t.len());
-                    for e in t {
-                        w.specs.push(task::new_spec(&e.key));
+                    for e in t.iter() {
+                        w.specs.push(task::new_spec(e.key));
                         if let Some(spec) = w.specs.last_mut() {
-                            w.tasks.push(task::decode(dec, e, spec));
+                            w.tasks.push(task::decode(dec, &e, spec, &mut w.needs));
                         }
                     }
                 }
             }
             "gates" => {
                 if let Some(t) = dec.table(v, "gates", "a table of gates ([gates.ID])") {
-                    w.gates = t.iter().map(|e| gate(dec, e)).collect();
+                    w.gates = t.iter().map(|e| gate(dec, &e)).collect();
                 }
             }
-            _ => dec.unknown_key(e, TOP_KEYS, "the workflow"),
+            _ => dec.unknown_key(&e, TOP_KEYS, "the workflow"),
         }
     }
     if !saw_tasks {
-        w.no_tasks_at = Some(root.span.start..root.span.start + 1);
+        w.no_tasks_at = Some(root.span().start..root.span().start + 1);
     }
     w
 }
 
 /// `NAME = { env = "VAR" }`.
-fn secrets(dec: &mut Dec<'_>, v: &Node<'_>) -> IndexMap<String, SecretSource> {
+fn secrets(dec: &mut Dec<'_>, v: Node<'_>) -> IndexMap<String, SecretSource> {
     let mut out = IndexMap::new();
     let Some(t) = dec.table(v, "secrets", "a table of secrets") else {
         return out;
     };
-    for e in t {
+    for e in t.iter() {
         let field = format!("secrets.{}", e.key);
-        let Some(fields) = dec.table(&e.value, &field, "a table like { env = \"VAR\" }") else {
+        let Some(fields) = dec.table(e.value, &field, "a table like { env = \"VAR\" }") else {
             continue;
         };
         let mut source = None;
-        for f in fields {
-            match f.key.as_ref() {
+        for f in fields.iter() {
+            match f.key {
                 "env" => {
                     if let Some(var) = dec.str(
-                        &f.value,
+                        f.value,
                         &format!("{field}.env"),
                         "an environment variable name",
                     ) {
                         if var.is_empty() || var.contains(['=', '\0']) {
                             dec.push(
-                                f.value.span.clone(),
+                                f.value.span(),
                                 format!("invalid environment variable name `{var}`"),
                                 "use a name like OPENAI_API_KEY",
                             );
@@ -195,7 +198,7 @@ fn secrets(dec: &mut Dec<'_>, v: &Node<'_>) -> IndexMap<String, SecretSource> {
                         }
                     }
                 }
-                _ => dec.unknown_key(f, &["env"], "a secret"),
+                _ => dec.unknown_key(&f, &["env"], "a secret"),
             }
         }
         match source {
@@ -213,15 +216,15 @@ fn secrets(dec: &mut Dec<'_>, v: &Node<'_>) -> IndexMap<String, SecretSource> {
     out
 }
 
-fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
-    let name: &str = &e.key;
+fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
+    let name: &'n str = e.key;
     let mut a = RawAgent {
         name,
         spec: None,
         templates: Vec::new(),
     };
     check_name(dec, name, &e.key_span, "agent");
-    let Some(fields) = dec.table(&e.value, &format!("agents.{name}"), "a table") else {
+    let Some(fields) = dec.table(e.value, &format!("agents.{name}"), "a table") else {
         return a;
     };
     let mut spec = AgentSpec::default_local(1);
@@ -229,12 +232,12 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
     let mut kind_ok = true;
     // Which kind-specific keys were given, to say which do not apply.
     let mut given: Vec<(&str, Span)> = Vec::new();
-    for f in fields {
-        let v = &f.value;
-        if matches!(v.val, Val::Null) {
+    for f in fields.iter() {
+        let v = f.value;
+        if v.is_null() {
             continue;
         }
-        let key: &str = &f.key;
+        let key: &str = f.key;
         match key {
             "kind" => match dec.str(v, key, "\"local\", \"command\", \"http\" or \"llm\"") {
                 Some("local") => kind = Some(AgentKind::Local),
@@ -246,11 +249,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
                     let hint =
                         super::suggest::did_you_mean(other, ["local", "command", "http", "llm"])
                             .unwrap_or_else(|| "use local, command, http or llm".into());
-                    dec.push(
-                        v.span.clone(),
-                        format!("unknown agent kind `{other}`"),
-                        hint,
-                    );
+                    dec.push(v.span(), format!("unknown agent kind `{other}`"), hint);
                 }
                 None => kind_ok = false,
             },
@@ -264,7 +263,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
             "slots" => spec.slots = dec.int_in(v, key, 1, i64::from(u32::MAX)).unwrap_or(1),
             "command" | "api_key" => {
                 if let Some(s) = dec.str(v, key, "a template string") {
-                    TemplateRef::queue(&mut a.templates, key, s, v.span.clone());
+                    TemplateRef::queue(&mut a.templates, key, s, v.span());
                     if key == "command" {
                         spec.command = Some(s.to_string());
                     } else {
@@ -277,7 +276,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
                 if let Some(s) = dec.str(v, key, "a URL (a string)") {
                     if !(s.starts_with("http://") || s.starts_with("https://")) {
                         dec.push(
-                            v.span.clone(),
+                            v.span(),
                             format!("`{key}` `{s}` is not an http(s) URL"),
                             "write a URL starting with http:// or https://",
                         );
@@ -304,7 +303,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
                 spec.temperature = dec.number(v, key);
                 if spec.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
                     dec.push(
-                        v.span.clone(),
+                        v.span(),
                         "`temperature` must be from 0 to 2",
                         "use e.g. 0.2 for focused or 1.0 for varied answers",
                     );
@@ -316,7 +315,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
                 given.push((key, f.key_span.clone()));
             }
             "env" => spec.env = dec.str_map(v, key, None),
-            _ => dec.unknown_key(f, AGENT_KEYS, "an agent"),
+            _ => dec.unknown_key(&f, AGENT_KEYS, "an agent"),
         }
     }
     let Some(kind) = kind else {
@@ -381,8 +380,8 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawAgent<'n> {
     a
 }
 
-fn gate<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawGate<'n> {
-    let id: &str = &e.key;
+fn gate<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawGate<'n> {
+    let id: &'n str = e.key;
     let mut g = RawGate {
         id,
         id_span: e.key_span.clone(),
@@ -394,20 +393,20 @@ fn gate<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawGate<'n> {
         on_fail: OnFail::Fail,
     };
     check_name(dec, id, &e.key_span, "gate");
-    let Some(fields) = dec.table(&e.value, &format!("gates.{id}"), "a table") else {
+    let Some(fields) = dec.table(e.value, &format!("gates.{id}"), "a table") else {
         return g;
     };
     let (mut saw_after, mut saw_checks) = (false, false);
-    for f in fields {
-        let v = &f.value;
-        let key: &str = &f.key;
+    for f in fields.iter() {
+        let v = f.value;
+        let key: &str = f.key;
         match key {
             "after" => {
                 saw_after = true;
                 g.after = dec.str_list(v, key, "task id");
-                if g.after.is_empty() && matches!(&v.val, Val::Array(a) if a.is_empty()) {
+                if g.after.is_empty() && matches!(v.val(), Val::Array(a) if a.is_empty()) {
                     dec.push(
-                        v.span.clone(),
+                        v.span(),
                         format!("gate `{id}` is after no task"),
                         "list the tasks it checks, e.g. after = [\"build\"]",
                     );
@@ -419,7 +418,7 @@ fn gate<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawGate<'n> {
                 Some("output") => g.level = GateLevel::Output,
                 Some("integration") => g.level = GateLevel::Integration,
                 Some(other) => dec.push(
-                    v.span.clone(),
+                    v.span(),
                     format!("unknown gate level `{other}`"),
                     "use input, process, output or integration",
                 ),
@@ -431,7 +430,7 @@ fn gate<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawGate<'n> {
                 Some("retry") => g.on_fail = OnFail::Retry,
                 Some("warn") => g.on_fail = OnFail::Warn,
                 Some(other) => dec.push(
-                    v.span.clone(),
+                    v.span(),
                     format!("unknown on_fail `{other}`"),
                     "use fail, pause, retry or warn",
                 ),
@@ -441,7 +440,7 @@ fn gate<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawGate<'n> {
                 saw_checks = true;
                 checks(dec, &mut g, v);
             }
-            _ => dec.unknown_key(f, GATE_KEYS, "a gate"),
+            _ => dec.unknown_key(&f, GATE_KEYS, "a gate"),
         }
     }
     if !saw_after {
@@ -461,8 +460,8 @@ fn gate<'n>(dec: &mut Dec<'_>, e: &'n Entry<'_>) -> RawGate<'n> {
     g
 }
 
-fn checks<'n>(dec: &mut Dec<'_>, g: &mut RawGate<'n>, v: &'n Node<'_>) {
-    let Val::Array(items) = &v.val else {
+fn checks<'n>(dec: &mut Dec<'_>, g: &mut RawGate<'n>, v: Node<'n>) {
+    let Val::Array(items) = v.val() else {
         dec.wrong_type(
             v,
             "checks",
@@ -472,9 +471,9 @@ fn checks<'n>(dec: &mut Dec<'_>, g: &mut RawGate<'n>, v: &'n Node<'_>) {
         return;
     };
     if items.is_empty() {
-        dec.push(v.span.clone(), format!("gate `{}` has no checks", g.id), "add at least one { name = \"...\", run = \"...\" } or { name = \"...\", expr = \"...\" }");
+        dec.push(v.span(), format!("gate `{}` has no checks", g.id), "add at least one { name = \"...\", run = \"...\" } or { name = \"...\", expr = \"...\" }");
     }
-    for item in items {
+    for item in items.iter() {
         let Some(fields) = dec.table(
             item,
             "checks",
@@ -485,10 +484,10 @@ fn checks<'n>(dec: &mut Dec<'_>, g: &mut RawGate<'n>, v: &'n Node<'_>) {
         let mut name = None;
         let mut kind: Option<CheckKind> = None;
         let mut dup_kind = false;
-        for f in fields {
-            let key: &str = &f.key;
+        for f in fields.iter() {
+            let key: &str = f.key;
             match key {
-                "name" => name = dec.str(&f.value, "name", "a string"),
+                "name" => name = dec.str(f.value, "name", "a string"),
                 "run" | "expr" => {
                     if kind.is_some() {
                         dup_kind = true;
@@ -499,30 +498,30 @@ fn checks<'n>(dec: &mut Dec<'_>, g: &mut RawGate<'n>, v: &'n Node<'_>) {
                         );
                         continue;
                     }
-                    let Some(s) = dec.str(&f.value, key, "a string") else {
+                    let Some(s) = dec.str(f.value, key, "a string") else {
                         continue;
                     };
                     if key == "run" {
-                        TemplateRef::queue(&mut g.templates, "checks.run", s, f.value.span.clone());
+                        TemplateRef::queue(&mut g.templates, "checks.run", s, f.value.span());
                         kind = Some(CheckKind::Run(s.to_string()));
                     } else {
-                        g.exprs.push((s, f.value.span.clone()));
+                        g.exprs.push((s, f.value.span()));
                         kind = Some(CheckKind::Expr(s.to_string()));
                     }
                 }
-                _ => dec.unknown_key(f, CHECK_KEYS, "a check"),
+                _ => dec.unknown_key(&f, CHECK_KEYS, "a check"),
             }
         }
         if name.is_none() && fields.iter().all(|f| f.key != "name") {
             dec.push(
-                item.span.clone(),
+                item.span(),
                 "a check has no `name`",
                 "add name = \"...\": it is shown when the check fails",
             );
         }
         if kind.is_none() && !dup_kind && fields.iter().all(|f| f.key != "run" && f.key != "expr") {
             dec.push(
-                item.span.clone(),
+                item.span(),
                 "a check has neither `run` nor `expr`",
                 "add run = \"command\" or expr = \"CEL expression\"",
             );

@@ -1,6 +1,7 @@
 //! `[tasks.ID]` tables -> `RawTask`: every field typed and checked on its own; cross-references
 //! (needs, agents, reads, templates) are resolved later in `validate`.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -52,7 +53,8 @@ pub struct RawTask<'n> {
     pub id_span: Span,
     /// False when the action is missing or invalid (then the spec's action is a placeholder).
     pub has_action: bool,
-    pub needs: Vec<(&'n str, Span)>,
+    /// This task's entries of `RawWorkflow::needs`.
+    pub needs: Range<usize>,
     pub extra: Option<Box<TaskExtra<'n>>>,
 }
 
@@ -80,26 +82,32 @@ impl<'n> RawTask<'n> {
     }
 }
 
-/// Decodes one task table (`entry` is `ID = { ... }`) into `spec` (from [`new_spec`]).
-pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>, spec: &mut TaskSpec) -> RawTask<'n> {
+/// Decodes one task table (`entry` is `ID = { ... }`) into `spec` (from [`new_spec`]); its
+/// `needs` entries are appended to `needs`.
+pub fn decode<'n>(
+    dec: &mut Dec<'_>,
+    entry: &Entry<'n>,
+    spec: &mut TaskSpec,
+    needs: &mut Vec<(&'n str, Span)>,
+) -> RawTask<'n> {
     let mut t = RawTask {
-        id: &entry.key,
+        id: entry.key,
         id_span: entry.key_span.clone(),
         has_action: false,
-        needs: Vec::new(),
+        needs: needs.len()..needs.len(),
         extra: None,
     };
-    let Val::Table(fields) = &entry.value.val else {
-        dec.wrong_type(&entry.value, &format!("tasks.{}", entry.key), "a table", "");
+    let Val::Table(fields) = entry.value.val() else {
+        dec.wrong_type(entry.value, &format!("tasks.{}", entry.key), "a table", "");
         return t;
     };
     let mut action_key: Option<&str> = None;
-    for e in fields {
-        let v = &e.value;
-        if matches!(v.val, Val::Null) {
+    for e in fields.iter() {
+        let v = e.value;
+        if v.is_null() {
             continue;
         }
-        let key: &str = &e.key;
+        let key: &str = e.key;
         match key {
             "run" | "builtin" | "prompt" => {
                 if let Some(first) = action_key {
@@ -113,18 +121,23 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>, spec: &mut TaskSpec) 
                 action_key = Some(key);
                 decode_action(dec, &mut t, spec, key, v);
             }
-            "needs" => t.needs = dec.str_list(v, key, "task id"),
+            "needs" => {
+                // A repeated `needs` (JSON) replaces the earlier one.
+                needs.truncate(t.needs.start);
+                dec.str_list_into(v, key, "task id", needs);
+                t.needs = t.needs.start..needs.len();
+            }
             "requires" => spec.requires = owned(dec.str_list(v, key, "capability")),
             "agent" => {
                 if let Some(s) = dec.str(v, key, "an agent name") {
                     spec.agent = Some(s.to_string());
-                    t.extra_mut().agent_span = Some(v.span.clone());
+                    t.extra_mut().agent_span = Some(v.span());
                 }
             }
             "priority" => {
-                let p = match &v.val {
+                let p = match v.val() {
                     Val::Str(s) => scalars::priority_name(s),
-                    Val::Int(i) => scalars::priority_number(*i),
+                    Val::Int(i) => scalars::priority_number(i),
                     _ => {
                         dec.wrong_type(v, key, "a priority name or an integer from 1 to 10", "");
                         continue;
@@ -132,14 +145,14 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>, spec: &mut TaskSpec) 
                 };
                 match p {
                     Ok(p) => spec.priority = p,
-                    Err(b) => dec.push(v.span.clone(), b.message, b.hint),
+                    Err(b) => dec.push(v.span(), b.message, b.hint),
                 }
             }
             "timeout" => {
                 spec.timeout = duration(dec, v, key);
                 if spec.timeout == Some(Duration::ZERO) {
                     dec.push(
-                        v.span.clone(),
+                        v.span(),
                         "`timeout` is zero, so every attempt would time out at once",
                         "give a positive duration, or remove `timeout` for none",
                     );
@@ -153,14 +166,14 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>, spec: &mut TaskSpec) 
             "resources" => {
                 if let Some(r) = resources(dec, v) {
                     spec.resources = r;
-                    t.extra_mut().resources_span = Some(v.span.clone());
+                    t.extra_mut().resources_span = Some(v.span());
                 }
             }
             "locks" => spec.locks = owned(dec.str_list(v, key, "lock name")),
             "when" => {
                 if let Some(s) = dec.str(v, key, "a CEL expression (a string)") {
                     spec.when = Some(s.to_string());
-                    t.extra_mut().when = Some((s, v.span.clone()));
+                    t.extra_mut().when = Some((s, v.span()));
                 }
             }
             "approval" => spec.approval = dec.bool(v, key).unwrap_or(false),
@@ -178,19 +191,19 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>, spec: &mut TaskSpec) 
             }
             "cwd" => {
                 if let Some(s) = dec.str(v, key, "a directory (a string)") {
-                    t.template(key, s, v.span.clone());
+                    t.template(key, s, v.span());
                     spec.cwd = Some(s.to_string());
                 }
             }
             "continue_on_failure" => spec.continue_on_failure = dec.bool(v, key).unwrap_or(false),
-            "matrix" => t.extra_mut().matrix = Some((matrix(dec, v), v.span.clone())),
+            "matrix" => t.extra_mut().matrix = Some((matrix(dec, v), v.span())),
             "compensate" => {
                 if let Some(s) = dec.str(v, key, "a command line (a string)") {
-                    t.template(key, s, v.span.clone());
+                    t.template(key, s, v.span());
                     spec.compensate = Some(s.to_string());
                 }
             }
-            _ => dec.unknown_key(e, TASK_KEYS, "a task"),
+            _ => dec.unknown_key(&e, TASK_KEYS, "a task"),
         }
     }
     if action_key.is_none() {
@@ -212,7 +225,7 @@ fn decode_action<'n>(
     t: &mut RawTask<'n>,
     spec: &mut TaskSpec,
     key: &str,
-    v: &'n Node<'_>,
+    v: Node<'n>,
 ) {
     let expected = match key {
         "run" => "a command line (a string)",
@@ -224,7 +237,7 @@ fn decode_action<'n>(
     };
     if s.trim().is_empty() {
         dec.push(
-            v.span.clone(),
+            v.span(),
             format!("`{key}` is empty"),
             format!("give `{key}` something to do, e.g. builtin = \"noop\""),
         );
@@ -232,22 +245,22 @@ fn decode_action<'n>(
     }
     let action = match key {
         "run" => {
-            t.template(key, s, v.span.clone());
+            t.template(key, s, v.span());
             Some(Action::Run(s.to_string()))
         }
         "prompt" => {
-            t.template(key, s, v.span.clone());
+            t.template(key, s, v.span());
             Some(Action::Prompt(s.to_string()))
         }
         _ => match scalars::builtin(s) {
             Ok(b) => {
                 if matches!(b, Builtin::Echo(_)) {
-                    t.template(key, s, v.span.clone());
+                    t.template(key, s, v.span());
                 }
                 Some(Action::Builtin(b))
             }
             Err(b) => {
-                dec.push(v.span.clone(), b.message, b.hint);
+                dec.push(v.span(), b.message, b.hint);
                 None
             }
         },
@@ -267,21 +280,21 @@ impl<'n> RawTask<'n> {
     }
 }
 
-fn duration(dec: &mut Dec<'_>, v: &Node<'_>, field: &str) -> Option<Duration> {
+fn duration(dec: &mut Dec<'_>, v: Node<'_>, field: &str) -> Option<Duration> {
     let s = dec.str(v, field, "a duration (a string like \"5m\")")?;
     match scalars::duration(s) {
         Ok(d) => Some(d),
         Err(b) => {
-            dec.push(v.span.clone(), b.message, b.hint);
+            dec.push(v.span(), b.message, b.hint);
             None
         }
     }
 }
 
 /// `retry = 3` or `retry = { attempts, backoff, delay, max_delay, jitter }`.
-fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
+fn retry(dec: &mut Dec<'_>, v: Node<'_>) -> Option<RetryPolicy> {
     let mut r = RetryPolicy::default();
-    let fields = match &v.val {
+    let fields = match v.val() {
         Val::Int(_) => {
             r.attempts = dec.int_in(v, "retry", 1, i64::from(u32::MAX))?;
             return Some(r);
@@ -298,9 +311,9 @@ fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
         }
     };
     let mut delay_span = None;
-    for e in fields {
-        let f = &e.value;
-        match e.key.as_ref() {
+    for e in fields.iter() {
+        let f = e.value;
+        match e.key {
             "attempts" => {
                 r.attempts = dec
                     .int_in(f, "retry.attempts", 1, i64::from(u32::MAX))
@@ -310,7 +323,7 @@ fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
                 Some("fixed") => r.backoff = Backoff::Fixed,
                 Some("exponential") => r.backoff = Backoff::Exponential,
                 Some(other) => dec.push(
-                    f.span.clone(),
+                    f.span(),
                     format!("unknown backoff `{other}`"),
                     "use \"fixed\" or \"exponential\"",
                 ),
@@ -319,7 +332,7 @@ fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
             "delay" => {
                 if let Some(d) = duration(dec, f, "retry.delay") {
                     r.delay = d;
-                    delay_span = Some(f.span.clone());
+                    delay_span = Some(f.span());
                 }
             }
             "max_delay" => {
@@ -328,12 +341,12 @@ fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
                 }
             }
             "jitter" => r.jitter = dec.bool(f, "retry.jitter").unwrap_or(false),
-            _ => dec.unknown_key(e, RETRY_KEYS, "`retry`"),
+            _ => dec.unknown_key(&e, RETRY_KEYS, "`retry`"),
         }
     }
     if r.delay > r.max_delay {
         dec.push(
-            delay_span.unwrap_or_else(|| v.span.clone()),
+            delay_span.unwrap_or_else(|| v.span()),
             format!(
                 "retry delay {} is longer than max_delay {}",
                 humantime::format_duration(r.delay),
@@ -345,19 +358,19 @@ fn retry(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<RetryPolicy> {
     Some(r)
 }
 
-fn resources(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<Resources> {
+fn resources(dec: &mut Dec<'_>, v: Node<'_>) -> Option<Resources> {
     let fields = dec.table(v, "resources", "a table like { cpu = 2, memory_mb = 4096 }")?;
     let mut r = Resources::default();
-    for e in fields {
-        let f = &e.value;
-        match e.key.as_ref() {
+    for e in fields.iter() {
+        let f = e.value;
+        match e.key {
             "cpu" => {
                 if let Some(c) = dec.number(f, "resources.cpu") {
                     if c.is_finite() && c >= 0.0 {
                         r.cpu = c;
                     } else {
                         dec.push(
-                            f.span.clone(),
+                            f.span(),
                             format!("`resources.cpu` must not be negative, found {c}"),
                             "use a number of cores >= 0, e.g. 0.5 or 2",
                         );
@@ -374,14 +387,14 @@ fn resources(dec: &mut Dec<'_>, v: &Node<'_>) -> Option<Resources> {
                     .int_in(f, "resources.gpu", 0, i64::from(u32::MAX))
                     .unwrap_or(0)
             }
-            _ => dec.unknown_key(e, RESOURCE_KEYS, "`resources`"),
+            _ => dec.unknown_key(&e, RESOURCE_KEYS, "`resources`"),
         }
     }
     Some(r)
 }
 
 /// `matrix = { os = ["linux", "mac"], arch = ["x86"] }`: non-empty lists of scalars.
-fn matrix<'n>(dec: &mut Dec<'_>, v: &'n Node<'_>) -> Vec<Axis<'n>> {
+fn matrix<'n>(dec: &mut Dec<'_>, v: Node<'n>) -> Vec<Axis<'n>> {
     let mut axes = Vec::new();
     let Some(fields) = dec.table(
         v,
@@ -392,27 +405,27 @@ fn matrix<'n>(dec: &mut Dec<'_>, v: &'n Node<'_>) -> Vec<Axis<'n>> {
     };
     if fields.is_empty() {
         dec.push(
-            v.span.clone(),
+            v.span(),
             "`matrix` is empty",
             "add at least one key with a list of values, or remove `matrix`",
         );
     }
-    for e in fields {
+    for e in fields.iter() {
         let field = format!("matrix.{}", e.key);
-        if !scalars::is_valid_id(&e.key) {
+        if !scalars::is_valid_id(e.key) {
             dec.push(
                 e.key_span.clone(),
                 format!("invalid matrix key `{}`", e.key),
                 format!(
                     "use letters, digits, `_` and `-`, e.g. `{}`",
-                    scalars::fix_id(&e.key)
+                    scalars::fix_id(e.key)
                 ),
             );
             continue;
         }
-        let Val::Array(items) = &e.value.val else {
+        let Val::Array(items) = e.value.val() else {
             dec.wrong_type(
-                &e.value,
+                e.value,
                 &field,
                 "a list of values",
                 "write e.g. os = [\"linux\", \"mac\"]",
@@ -421,38 +434,35 @@ fn matrix<'n>(dec: &mut Dec<'_>, v: &'n Node<'_>) -> Vec<Axis<'n>> {
         };
         if items.is_empty() {
             dec.push(
-                e.value.span.clone(),
+                e.value.span(),
                 format!("`{field}` has no values"),
                 "give it at least one value, or remove the key",
             );
             continue;
         }
         let mut values: Vec<(Value, Span)> = Vec::with_capacity(items.len());
-        for n in items {
-            match &n.val {
+        for n in items.iter() {
+            match n.val() {
                 Val::Str(_) | Val::Int(_) | Val::Float(_) | Val::Bool(_) => {
-                    let j = n.val.to_json();
+                    let j = n.to_json();
                     if values.iter().any(|(seen, _)| *seen == j) {
                         dec.push(
-                            n.span.clone(),
+                            n.span(),
                             format!("`{field}` lists {j} twice"),
                             "remove the repeated value: it would make two tasks with the same id",
                         );
                     } else {
-                        values.push((j, n.span.clone()));
+                        values.push((j, n.span()));
                     }
                 }
                 _ => dec.push(
-                    n.span.clone(),
-                    format!("matrix values must be strings, numbers or booleans, found {}", n.val.type_name()),
+                    n.span(),
+                    format!("matrix values must be strings, numbers or booleans, found {}", n.type_name()),
                     "use simple values; put structured settings in [context] and select them by a matrix key",
                 ),
             }
         }
-        axes.push(Axis {
-            key: &e.key,
-            values,
-        });
+        axes.push(Axis { key: e.key, values });
     }
     axes
 }

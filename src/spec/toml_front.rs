@@ -1,12 +1,14 @@
-//! TOML workflow files -> spanned tree, with every syntax error the parser can recover from
-//! reported, and duplicate tables explained in terms of tasks, agents and gates.
+//! TOML workflow files -> the `toml` crate's spanned tables (decoded from as they are), with
+//! every syntax error the parser can recover from reported, and duplicate tables explained in
+//! terms of tasks, agents and gates.
 
+use toml::Spanned;
 use toml::de::DeTable;
 
-use super::node::{self, Node};
+use super::node;
 use super::problem::Problems;
 
-pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Node<'a>> {
+pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Spanned<DeTable<'a>>> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         // Inside a repeated table every key repeats too: report only the table.
@@ -37,12 +39,33 @@ pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Node<'a>> {
         }
         return None;
     }
-    let mut tree_errors = Vec::new();
-    let root = node::from_toml(doc, &mut tree_errors);
-    for e in tree_errors {
-        problems.push(e.span, e.message, "use an integer from -2^63 to 2^63-1");
+    if may_overflow(text) {
+        let mut int_errors = Vec::new();
+        node::toml_int_errors(doc.get_ref(), &mut int_errors);
+        for e in int_errors {
+            problems.push(e.span, e.message, "use an integer from -2^63 to 2^63-1");
+        }
     }
-    Some(root)
+    Some(doc)
+}
+
+/// Whether the text could hold an integer outside i64, to skip the search for one in nearly
+/// every file: such an integer has at least 16 digits after any `0x`/`0o`/`0b` prefix (19
+/// decimal, 16 hex, 22 octal or 64 binary), so its literal holds a run of at least 16 bytes of
+/// hex digits and `_`.
+fn may_overflow(text: &str) -> bool {
+    let mut run = 0usize;
+    for b in text.bytes() {
+        if b.is_ascii_hexdigit() || b == b'_' {
+            run += 1;
+            if run >= 16 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
 }
 
 /// The whole line containing `offset`.
@@ -135,6 +158,27 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].line, 3);
         assert!(d[0].message.contains("`run` is set twice"), "{d:?}");
+    }
+
+    #[test]
+    fn integers_outside_i64_are_found() {
+        for (lit, bad) in [
+            ("9223372036854775807", false),
+            ("9223372036854775808", true),
+            ("-9223372036854775809", true),
+            ("0x7fffffffffffffff", false),
+            ("0x8000000000000000", true),
+            ("0o777777777777777777777", false),
+            ("0o1000000000000000000000", true),
+            ("1000000000000000000000", true),
+        ] {
+            let text = format!("[context]\nn = {lit}\n");
+            assert!(may_overflow(&text) || !bad, "{lit}");
+            let mut p = Problems::default();
+            assert!(parse(&text, &mut p).is_some());
+            assert_eq!(p.is_empty(), !bad, "{lit}");
+        }
+        assert!(!may_overflow("[tasks.t123456]\nneeds = [\"t99999\"]\n"));
     }
 
     #[test]
