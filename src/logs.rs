@@ -79,7 +79,21 @@ impl LogStore {
                 .attempts
                 .entry(key.clone())
                 .or_insert_with(|| self.new_log(self.attempt_path(key)));
-            self.append(log, entry, false);
+            if entry.stream == LogStream::System && !log.file.created() {
+                // A task that prints nothing gets no file: our own start/exit lines wait in
+                // memory until the task's first line (creating files is a real cost per task).
+                log.ring.push(entry);
+            } else {
+                if !log.file.created() {
+                    let held: Vec<Entry> = log.ring.since(0).cloned().collect();
+                    for e in held {
+                        if let Err(err) = log.file.write(&e) {
+                            self.warn_once(log.file.path(), &err);
+                        }
+                    }
+                }
+                self.append(log, entry, false);
+            }
         }
         if let Some(l) = live {
             let _ = self.inner.feed.send(l);
@@ -325,6 +339,31 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 4);
         assert!(text.lines().all(|l| l.contains(" stderr e")), "{text}");
+    }
+
+    #[test]
+    fn a_silent_task_gets_no_file_and_the_first_line_brings_the_held_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf(), 100, 1 << 20);
+        let quiet = key(1, 1);
+        logs.push(&quiet, LogStream::System, "started pid 1: true".into());
+        logs.push(&quiet, LogStream::System, "exited with code 0".into());
+        logs.finish(&quiet);
+        assert_eq!(logs.file(&quiet), None);
+        assert_eq!(logs.lines(&quiet, 0).len(), 2);
+
+        let loud = key(2, 1);
+        logs.push(&loud, LogStream::System, "started pid 2: echo hi".into());
+        logs.push(&loud, LogStream::Stdout, "hi".into());
+        logs.finish(&loud);
+        let text = std::fs::read_to_string(logs.file(&loud).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with("system started pid 2: echo hi"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("stdout hi"), "{text}");
     }
 
     #[test]

@@ -62,11 +62,10 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     pub fn from_config(config: Config) -> Self {
-        let state = crate::paths::state_dir();
         EngineOptions {
             config: Arc::new(config),
-            log_dir: state.join("logs"),
-            work_dir: state.join("work"),
+            log_dir: crate::paths::state_dir().join("logs"),
+            work_dir: crate::paths::runtime_dir().join("work"),
             auto_approve: false,
         }
     }
@@ -1421,6 +1420,12 @@ impl Actor {
         tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
         self.emit(id, EventKind::RunFinished { state });
+        // Attempt scratch files (contexts may hold secrets) are not needed once the run ends; a
+        // later retry makes new ones.
+        let scratch = self.opts.work_dir.join(id.as_str());
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(scratch);
+        });
         for w in self.finish_waiters.remove(id).unwrap_or_default() {
             let _ = w.send(Ok(state));
         }
