@@ -32,7 +32,59 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
-    runtime.block_on(headless(workflows, args, config))
+    if args.headless || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        runtime.block_on(headless(workflows, args, config))
+    } else {
+        runtime.block_on(console(workflows, args, config))
+    }
+}
+
+/// The full-screen console over an embedded engine. Tracing goes to a file, never the screen.
+async fn console(
+    workflows: Vec<(Workflow, String)>,
+    args: RunArgs,
+    config: Config,
+) -> color_eyre::Result<u8> {
+    log_to_file();
+    let engine = EngineHandle::start(EngineOptions::from_config(config.clone()));
+    let console = crate::console::Console::Local(engine);
+    let mut runs = Vec::new();
+    for (wf, text) in workflows {
+        runs.push(console.submit(wf, Some(text)).await?);
+    }
+    let opts = crate::tui::Options {
+        theme: args.theme,
+        exit_on_finish: args.exit_on_finish,
+        config: std::sync::Arc::new(config),
+    };
+    let result = crate::tui::run(console.clone(), runs.clone(), opts).await;
+    if let Some(path) = &args.report
+        && let Ok(snapshot) = console.snapshot().await
+    {
+        write_report(path, &snapshot, &runs)?;
+    }
+    console.shutdown().await;
+    result
+}
+
+/// Sends tracing output to `<state dir>/taskdeck.log` (nowhere if that cannot be opened).
+fn log_to_file() {
+    let dir = crate::paths::state_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("taskdeck.log"))
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
 }
 
 /// Loads one workflow file, printing its problems; `Err` carries the exit code.
