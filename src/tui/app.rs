@@ -362,11 +362,10 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
         }
         Msg::Tick(now) => {
             app.now = now;
-            if app
-                .message
-                .as_ref()
-                .is_some_and(|m| now.saturating_sub(m.at) > MESSAGE_MS && m.level != Level::Error)
-            {
+            if app.message.as_ref().is_some_and(|m| {
+                let keep = if m.level == Level::Error { 3 * MESSAGE_MS } else { MESSAGE_MS };
+                now.saturating_sub(m.at) > keep
+            }) {
                 app.message = None;
             }
             app.animating() || app.message.is_none()

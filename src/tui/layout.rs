@@ -58,7 +58,7 @@ pub fn areas(size: (u16, u16), app: &App) -> Areas {
         }
     } else {
         let [graph, bottom] =
-            Layout::vertical([Constraint::Percentage(52), Constraint::Percentage(48)]).areas(body);
+            Layout::vertical([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(body);
         let one = Some(bottom);
         Areas {
             runs,

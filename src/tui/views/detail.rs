@@ -106,17 +106,17 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
         };
         let mut spans = vec![
             Span::raw(format!("  #{} ", a.number)),
-            Span::styled(format!("{:<10}", outcome(a.outcome)), Style::default().fg(colour)),
-            Span::raw(format!(" {} ", clock(start))),
-            dim_span(app, format!("{:>7}", duration(took))),
-            Span::raw(format!(" on {}", a.agent)),
+            Span::styled(format!("{:<9}", outcome(a.outcome)), Style::default().fg(colour)),
+            dim_span(app, format!(" {}", clock(start))),
+            Span::raw(format!(" {:>6}", duration(took))),
         ];
         if let Some(code) = a.exit_code {
             spans.push(dim_span(app, format!(" exit {code}")));
         }
+        spans.push(Span::raw(format!(" {}", a.agent)));
         out.push(Line::from(spans));
         if !a.error.is_empty() && a.outcome != Some(AttemptOutcome::Cancelled) {
-            out.push(Line::from(Span::styled(format!("     {}", a.error), Style::default().fg(th.failed))));
+            out.push(Line::from(Span::styled(format!("     {}", a.error.trim()), Style::default().fg(th.failed))));
         }
     }
     if !task.outputs.is_empty() {

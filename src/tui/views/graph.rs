@@ -121,7 +121,9 @@ pub fn draw_canvas(
                 }
                 mark(x, yb, b);
             }
-            arrows.push((x_to, yb, seg.critical));
+            if matches!(right.slots.get(seg.to as usize), Some(Slot::Task(_))) {
+                arrows.push((x_to, yb, seg.critical));
+            }
         }
     }
     let t = &app.theme;
