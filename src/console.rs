@@ -98,7 +98,11 @@ impl Console {
     }
 
     /// Lines of the engine's own log of `run` from line number `since` on.
-    pub async fn engine_log(&self, run: &RunId, since: usize) -> Result<Vec<LogLine>, ConsoleError> {
+    pub async fn engine_log(
+        &self,
+        run: &RunId,
+        since: usize,
+    ) -> Result<Vec<LogLine>, ConsoleError> {
         match self {
             Console::Local(e) => Ok(e.logs().engine_lines(run, since)),
         }

@@ -44,13 +44,37 @@ fn operator_keys_send_commands_for_the_selected_task() {
     f.app.effects.clear();
     f.key("r");
     let run = f.run.clone();
-    assert_eq!(commands(&mut f), vec![Command::RetryTask { run: run.clone(), task: "staging-db".into() }]);
+    assert_eq!(
+        commands(&mut f),
+        vec![Command::RetryTask {
+            run: run.clone(),
+            task: "staging-db".into()
+        }]
+    );
     f.key("R");
-    assert_eq!(commands(&mut f), vec![Command::RerunFrom { run: run.clone(), task: "staging-db".into() }]);
+    assert_eq!(
+        commands(&mut f),
+        vec![Command::RerunFrom {
+            run: run.clone(),
+            task: "staging-db".into()
+        }]
+    );
     f.key("a");
-    assert_eq!(commands(&mut f), vec![Command::Approve { run: run.clone(), task: "staging-db".into() }]);
+    assert_eq!(
+        commands(&mut f),
+        vec![Command::Approve {
+            run: run.clone(),
+            task: "staging-db".into()
+        }]
+    );
     f.key("p");
-    assert_eq!(commands(&mut f), vec![Command::PauseTask { run, task: "staging-db".into() }]);
+    assert_eq!(
+        commands(&mut f),
+        vec![Command::PauseTask {
+            run,
+            task: "staging-db".into()
+        }]
+    );
 }
 
 #[test]
@@ -67,7 +91,10 @@ fn cancel_asks_first_and_only_yes_sends() {
     f.key("y");
     assert_eq!(
         commands(&mut f),
-        vec![Command::CancelTask { run: f.run.clone(), task: "checkout".into() }]
+        vec![Command::CancelTask {
+            run: f.run.clone(),
+            task: "checkout".into()
+        }]
     );
 }
 
@@ -77,11 +104,17 @@ fn pause_in_the_runs_list_pauses_the_run_and_then_resumes_it() {
     f.key("esc");
     assert_eq!(f.app.focus, Pane::Runs);
     f.key("p");
-    assert_eq!(commands(&mut f), vec![Command::PauseRun { run: f.run.clone() }]);
+    assert_eq!(
+        commands(&mut f),
+        vec![Command::PauseRun { run: f.run.clone() }]
+    );
     f.emit(EventKind::RunPaused);
     assert_eq!(f.run_state(), RunState::Paused);
     f.key("p");
-    assert_eq!(commands(&mut f), vec![Command::ResumeRun { run: f.run.clone() }]);
+    assert_eq!(
+        commands(&mut f),
+        vec![Command::ResumeRun { run: f.run.clone() }]
+    );
 }
 
 #[test]
@@ -103,7 +136,9 @@ fn quitting_while_a_run_goes_asks_and_after_it_ended_does_not() {
 fn exit_on_finish_quits_with_the_runs_result() {
     let mut f = Feed::running();
     f.app.exit_on_finish = true;
-    f.emit(EventKind::RunFinished { state: RunState::Succeeded });
+    f.emit(EventKind::RunFinished {
+        state: RunState::Succeeded,
+    });
     assert!(f.app.quit);
     assert_eq!(f.app.exit_code(), 0);
 }
@@ -117,14 +152,19 @@ fn palette_completes_and_runs_commands() {
         f.key(&c.to_string());
     }
     f.key("tab");
-    let Overlay::Palette(p) = &f.app.overlay else { panic!("palette closed") };
+    let Overlay::Palette(p) = &f.app.overlay else {
+        panic!("palette closed")
+    };
     assert_eq!(p.text, "retry staging-db");
     f.app.effects.clear();
     f.key("enter");
     assert_eq!(f.app.overlay, Overlay::None);
     assert_eq!(
         commands(&mut f),
-        vec![Command::RetryTask { run: f.run.clone(), task: "staging-db".into() }]
+        vec![Command::RetryTask {
+            run: f.run.clone(),
+            task: "staging-db".into()
+        }]
     );
     // A theme switch needs no engine.
     f.key(":");
@@ -231,12 +271,24 @@ fn a_new_attempt_switches_the_log_and_asks_for_its_lines() {
         stream: taskdeck::model::LogStream::Stdout,
         line: "x".into(),
     };
-    update(&mut f.app, Msg::Log(taskdeck::console::LogNotice::Line(other.clone())));
+    update(
+        &mut f.app,
+        Msg::Log(taskdeck::console::LogNotice::Line(other.clone())),
+    );
     assert!(f.app.effects.is_empty());
     f.logs(0, &["hello"]);
-    let ours = taskdeck::model::LogLine { task: Some(0), ..other };
-    update(&mut f.app, Msg::Log(taskdeck::console::LogNotice::Line(ours)));
-    assert!(matches!(&f.app.effects[..], [Effect::FetchLog { since: 1, .. }]));
+    let ours = taskdeck::model::LogLine {
+        task: Some(0),
+        ..other
+    };
+    update(
+        &mut f.app,
+        Msg::Log(taskdeck::console::LogNotice::Line(ours)),
+    );
+    assert!(matches!(
+        &f.app.effects[..],
+        [Effect::FetchLog { since: 1, .. }]
+    ));
 }
 
 #[test]
@@ -244,7 +296,10 @@ fn refusals_are_shown_not_swallowed() {
     let mut f = Feed::running();
     update(
         &mut f.app,
-        Msg::CommandDone { what: "retry checkout".into(), result: Err("task `checkout` has not failed".into()) },
+        Msg::CommandDone {
+            what: "retry checkout".into(),
+            result: Err("task `checkout` has not failed".into()),
+        },
     );
     let m = f.app.message.as_ref().unwrap();
     assert!(m.text.contains("has not failed"), "{}", m.text);

@@ -56,7 +56,7 @@ pub fn parse(pattern: &str) -> Result<Read<'_>, Bad> {
         ("agent", _) => Err(bad(format!(
             "`reads` pattern `{p}`: an agent only offers `agent.memory`"
         ))),
-        (key, _) if key.is_empty() => Err(bad(format!("`reads` pattern `{p}` starts with a dot"))),
+        ("", _) => Err(bad(format!("`reads` pattern `{p}` starts with a dot"))),
         (key, _) => Ok(Read::Context(key)),
     }
 }

@@ -16,7 +16,9 @@ use super::palette::{self, PaletteCmd, TaskVerb};
 use super::theme::{self, Theme};
 use crate::console::LogNotice;
 use crate::engine::state::{EngineState, Limits, Run};
-use crate::model::{Command, Event, EventKind, LogLine, Millis, RunId, RunState, TaskIdx, TaskState};
+use crate::model::{
+    Command, Event, EventKind, LogLine, Millis, RunId, RunState, TaskIdx, TaskState,
+};
 
 /// Log lines kept per view (the store keeps more on disk).
 const MAX_LOG_LINES: usize = 20_000;
@@ -63,7 +65,9 @@ pub struct LogKey {
 
 impl LogKey {
     fn matches(&self, l: &LogLine) -> bool {
-        l.run == self.run && l.task == self.task && (self.task.is_none() || l.attempt == self.attempt)
+        l.run == self.run
+            && l.task == self.task
+            && (self.task.is_none() || l.attempt == self.attempt)
     }
 }
 
@@ -107,11 +111,16 @@ impl Default for LogView {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     None,
-    Help { scroll: u16 },
+    Help {
+        scroll: u16,
+    },
     Palette(PaletteInput),
     Confirm(Confirm),
     /// A one-line prompt: the task filter or the log search.
-    Prompt { kind: PromptKind, text: String },
+    Prompt {
+        kind: PromptKind,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +257,9 @@ impl App {
     }
 
     pub fn layout(&self) -> Option<&DagLayout> {
-        self.run().and_then(|r| self.layouts.get(&r.id)).map(|l| &**l)
+        self.run()
+            .and_then(|r| self.layouts.get(&r.id))
+            .map(|l| &**l)
     }
 
     pub fn selected_task(&self) -> Option<TaskIdx> {
@@ -363,7 +374,11 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
         Msg::Tick(now) => {
             app.now = now;
             if app.message.as_ref().is_some_and(|m| {
-                let keep = if m.level == Level::Error { 3 * MESSAGE_MS } else { MESSAGE_MS };
+                let keep = if m.level == Level::Error {
+                    3 * MESSAGE_MS
+                } else {
+                    MESSAGE_MS
+                };
                 now.saturating_sub(m.at) > keep
             }) {
                 app.message = None;
@@ -582,9 +597,16 @@ fn set_filter(app: &mut App, text: String) {
     if !app.filter.is_empty() {
         let n = app
             .run()
-            .map(|r| (0..r.tasks.len() as TaskIdx).filter(|t| app.matches_filter(r, *t)).count())
+            .map(|r| {
+                (0..r.tasks.len() as TaskIdx)
+                    .filter(|t| app.matches_filter(r, *t))
+                    .count()
+            })
             .unwrap_or(0);
-        app.say(format!("filter `{}`: {n} tasks (Esc clears)", app.filter), Level::Info);
+        app.say(
+            format!("filter `{}`: {n} tasks (Esc clears)", app.filter),
+            Level::Info,
+        );
     }
 }
 
@@ -705,12 +727,48 @@ fn run_palette(app: &mut App, cmd: PaletteCmd) {
             };
             let run_id = run.id.clone();
             let (cmd, what) = match verb {
-                TaskVerb::Retry => (Command::RetryTask { run: run_id, task: id.clone() }, "retry"),
-                TaskVerb::Rerun => (Command::RerunFrom { run: run_id, task: id.clone() }, "re-run from"),
-                TaskVerb::Cancel => (Command::CancelTask { run: run_id, task: id.clone() }, "cancel"),
-                TaskVerb::Pause => (Command::PauseTask { run: run_id, task: id.clone() }, "pause"),
-                TaskVerb::Resume => (Command::ResumeTask { run: run_id, task: id.clone() }, "resume"),
-                TaskVerb::Approve => (Command::Approve { run: run_id, task: id.clone() }, "approve"),
+                TaskVerb::Retry => (
+                    Command::RetryTask {
+                        run: run_id,
+                        task: id.clone(),
+                    },
+                    "retry",
+                ),
+                TaskVerb::Rerun => (
+                    Command::RerunFrom {
+                        run: run_id,
+                        task: id.clone(),
+                    },
+                    "re-run from",
+                ),
+                TaskVerb::Cancel => (
+                    Command::CancelTask {
+                        run: run_id,
+                        task: id.clone(),
+                    },
+                    "cancel",
+                ),
+                TaskVerb::Pause => (
+                    Command::PauseTask {
+                        run: run_id,
+                        task: id.clone(),
+                    },
+                    "pause",
+                ),
+                TaskVerb::Resume => (
+                    Command::ResumeTask {
+                        run: run_id,
+                        task: id.clone(),
+                    },
+                    "resume",
+                ),
+                TaskVerb::Approve => (
+                    Command::Approve {
+                        run: run_id,
+                        task: id.clone(),
+                    },
+                    "approve",
+                ),
             };
             send(app, cmd, format!("{what} {id}"));
         }
@@ -781,7 +839,11 @@ pub fn perform(app: &mut App, a: Action) -> bool {
             let order = Pane::ALL;
             let i = order.iter().position(|p| *p == app.focus).unwrap_or(0);
             let n = order.len();
-            let j = if a == Action::FocusNext { (i + 1) % n } else { (i + n - 1) % n };
+            let j = if a == Action::FocusNext {
+                (i + 1) % n
+            } else {
+                (i + n - 1) % n
+            };
             set_focus(app, order[j]);
         }
         Action::Open => match app.focus {
@@ -803,9 +865,12 @@ pub fn perform(app: &mut App, a: Action) -> bool {
                 }
             }
         }
-        Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Top | Action::Bottom => {
-            move_in_pane(app, a)
-        }
+        Action::Up
+        | Action::Down
+        | Action::PageUp
+        | Action::PageDown
+        | Action::Top
+        | Action::Bottom => move_in_pane(app, a),
         Action::Left | Action::Right => {
             if app.tree {
                 tree_left_right(app, a == Action::Right);
@@ -900,15 +965,23 @@ fn cancel(app: &mut App) {
     let Some(run) = app.run() else { return };
     let (cmd, what, question) = if app.focus == Pane::Runs {
         (
-            Command::CancelRun { run: run.id.clone() },
+            Command::CancelRun {
+                run: run.id.clone(),
+            },
             format!("cancel run {}", run.id),
-            format!("Cancel run {} ({})? Running tasks are stopped.", run.id, run.workflow.name),
+            format!(
+                "Cancel run {} ({})? Running tasks are stopped.",
+                run.id, run.workflow.name
+            ),
         )
     } else {
         let Some(t) = app.selected_task() else { return };
         let id = run.task_id(t).to_string();
         (
-            Command::CancelTask { run: run.id.clone(), task: id.clone() },
+            Command::CancelTask {
+                run: run.id.clone(),
+                task: id.clone(),
+            },
             format!("cancel {id}"),
             format!("Cancel task {id}? Tasks that need it will be blocked."),
         )
@@ -922,7 +995,12 @@ fn cancel(app: &mut App) {
 fn move_in_pane(app: &mut App, a: Action) {
     let page = |app: &App| -> i64 {
         let areas = app.areas();
-        i64::from(areas.pane(app.focus).map_or(10, |r| r.height.saturating_sub(3)).max(1))
+        i64::from(
+            areas
+                .pane(app.focus)
+                .map_or(10, |r| r.height.saturating_sub(3))
+                .max(1),
+        )
     };
     let delta: i64 = match a {
         Action::Up => -1,
@@ -1181,7 +1259,11 @@ fn log_scroll(app: &mut App, delta: i64) {
         .pane(Pane::Logs)
         .map_or(10, |r| i64::from(r.height.saturating_sub(2)).max(1));
     let last_top = (n - view_h).max(0);
-    let top = if app.logs.follow { last_top } else { app.logs.top as i64 };
+    let top = if app.logs.follow {
+        last_top
+    } else {
+        app.logs.top as i64
+    };
     let new = (top + delta).clamp(0, last_top);
     if delta > 0 && new >= last_top {
         app.logs.follow = true;
@@ -1200,13 +1282,28 @@ fn jump_to_match(app: &mut App, dir: i64, from_current: bool) {
     if n == 0 {
         return;
     }
-    let view_h = app.areas().pane(Pane::Logs).map_or(10, |r| usize::from(r.height.saturating_sub(2)).max(1));
-    let cur = if app.logs.follow { n.saturating_sub(view_h) } else { app.logs.top };
-    let start = if from_current { cur as i64 - dir } else { cur as i64 };
+    let view_h = app
+        .areas()
+        .pane(Pane::Logs)
+        .map_or(10, |r| usize::from(r.height.saturating_sub(2)).max(1));
+    let cur = if app.logs.follow {
+        n.saturating_sub(view_h)
+    } else {
+        app.logs.top
+    };
+    let start = if from_current {
+        cur as i64 - dir
+    } else {
+        cur as i64
+    };
     let mut i = start;
     for _ in 0..n {
         i = (i + dir).rem_euclid(n as i64);
-        if app.logs.lines[i as usize].line.to_lowercase().contains(&needle) {
+        if app.logs.lines[i as usize]
+            .line
+            .to_lowercase()
+            .contains(&needle)
+        {
             app.logs.follow = false;
             app.logs.top = i as usize;
             return;
@@ -1240,9 +1337,20 @@ fn on_mouse(app: &mut App, m: MouseEvent) -> bool {
         MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
             let prev = app.focus;
             app.focus = pane;
-            let a = if m.kind == MouseEventKind::ScrollUp { Action::Up } else { Action::Down };
+            let a = if m.kind == MouseEventKind::ScrollUp {
+                Action::Up
+            } else {
+                Action::Down
+            };
             if pane == Pane::Graph && !app.tree {
-                perform(app, if a == Action::Up { Action::PanUp } else { Action::PanDown });
+                perform(
+                    app,
+                    if a == Action::Up {
+                        Action::PanUp
+                    } else {
+                        Action::PanDown
+                    },
+                );
             } else {
                 move_in_pane(app, a);
                 if pane == Pane::Logs {

@@ -24,7 +24,9 @@ const SWEEPS: usize = 4;
 pub enum Slot {
     Task(TaskIdx),
     /// An edge passing through this level.
-    Through { critical: bool },
+    Through {
+        critical: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -160,15 +162,15 @@ impl DagLayout {
         };
         if depth > 1 {
             for _ in 0..SWEEPS {
-                for l in 1..depth {
-                    reorder(&mut layers[l], &mut pos, &up);
+                for layer in layers.iter_mut().skip(1) {
+                    reorder(layer, &mut pos, &up);
                 }
-                for l in (0..depth - 1).rev() {
-                    reorder(&mut layers[l], &mut pos, &down);
+                for layer in layers[..depth - 1].iter_mut().rev() {
+                    reorder(layer, &mut pos, &down);
                 }
             }
-            for l in 1..depth {
-                reorder(&mut layers[l], &mut pos, &up);
+            for layer in layers.iter_mut().skip(1) {
+                reorder(layer, &mut pos, &up);
             }
         }
 
@@ -252,7 +254,9 @@ impl DagLayout {
 
     /// Columns that overlap `[x0, x1)`.
     pub fn visible_columns(&self, x0: u32, x1: u32) -> std::ops::Range<usize> {
-        let start = self.columns.partition_point(|c| c.x + c.width + GAP_W <= x0);
+        let start = self
+            .columns
+            .partition_point(|c| c.x + c.width + GAP_W <= x0);
         let end = self.columns.partition_point(|c| c.x < x1);
         start..end.max(start)
     }
@@ -279,7 +283,9 @@ impl DagLayout {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, s)| match s {
-                    Slot::Task(t) => Some((i as i64 - slot as i64).unsigned_abs() as u32).map(|d| (d, *t)),
+                    Slot::Task(t) => {
+                        Some((i as i64 - slot as i64).unsigned_abs() as u32).map(|d| (d, *t))
+                    }
                     Slot::Through { .. } => None,
                 })
                 .min_by_key(|(d, _)| *d);
@@ -333,7 +339,12 @@ mod tests {
         let l = DagLayout::build(&[vec![], vec![0], vec![0, 1]], &["a", "b", "c"]);
         assert_eq!(l.columns.len(), 3);
         assert_eq!(l.columns[1].slots.len(), 2);
-        assert!(l.columns[1].slots.iter().any(|s| matches!(s, Slot::Through { .. })));
+        assert!(
+            l.columns[1]
+                .slots
+                .iter()
+                .any(|s| matches!(s, Slot::Through { .. }))
+        );
         assert_eq!(l.pos[2].0, 2);
         assert_eq!(l.gaps[0].len(), 2);
         assert_eq!(l.gaps[1].len(), 2);
@@ -364,7 +375,13 @@ mod tests {
     fn ten_thousand_tasks_lay_out_quickly() {
         let n = 10_000u32;
         let needs: Vec<Vec<u32>> = (0..n)
-            .map(|i| if i < 10 { vec![] } else { vec![i - 10, (i * 7) % (i - 9)] })
+            .map(|i| {
+                if i < 10 {
+                    vec![]
+                } else {
+                    vec![i - 10, (i * 7) % (i - 9)]
+                }
+            })
             .collect();
         let labels: Vec<String> = (0..n).map(|i| format!("task-{i}")).collect();
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
@@ -378,7 +395,10 @@ mod tests {
 
     #[test]
     fn moving_between_columns_and_slots() {
-        let l = DagLayout::build(&[vec![], vec![0], vec![0], vec![1, 2]], &["a", "b", "c", "d"]);
+        let l = DagLayout::build(
+            &[vec![], vec![0], vec![0], vec![1, 2]],
+            &["a", "b", "c", "d"],
+        );
         let b = l.step_in_column(1, 1).or(l.step_in_column(1, -1)).unwrap();
         assert!(b == 2 || b == 1);
         assert_eq!(l.nearest_in_column(0, 5, 1), Some(0));

@@ -114,43 +114,280 @@ const OPERATE: &[Pane] = &[
 ];
 const LOGS: &[Pane] = &[Pane::Logs];
 const GRAPH: &[Pane] = &[Pane::Graph];
-const FILTERABLE: &[Pane] = &[Pane::Runs, Pane::Graph, Pane::Detail, Pane::Gates, Pane::Agents];
+const FILTERABLE: &[Pane] = &[
+    Pane::Runs,
+    Pane::Graph,
+    Pane::Detail,
+    Pane::Gates,
+    Pane::Agents,
+];
 
 /// Every action, in help order.
 pub const TABLE: &[Entry] = &[
-    Entry { action: Action::Help, name: "help", keys: &["?"], scope: Scope::Global, help: "show this help", hint: Some("help") },
-    Entry { action: Action::Quit, name: "quit", keys: &["q", "ctrl-c"], scope: Scope::Global, help: "quit (asks first while runs are going)", hint: Some("quit") },
-    Entry { action: Action::Palette, name: "palette", keys: &[":"], scope: Scope::Global, help: "command palette (:retry build, :theme light, :run FILE)", hint: Some("cmd") },
-    Entry { action: Action::FocusNext, name: "focus_next", keys: &["tab"], scope: Scope::Global, help: "focus the next pane", hint: None },
-    Entry { action: Action::FocusPrev, name: "focus_prev", keys: &["shift-tab"], scope: Scope::Global, help: "focus the previous pane", hint: None },
-    Entry { action: Action::Open, name: "open", keys: &["enter"], scope: Scope::Global, help: "open: run -> graph, task -> its details", hint: Some("open") },
-    Entry { action: Action::Back, name: "back", keys: &["esc"], scope: Scope::Global, help: "back: close a dialog, clear a filter, leave a pane", hint: None },
-    Entry { action: Action::Up, name: "up", keys: &["up", "k"], scope: Scope::Global, help: "move up", hint: None },
-    Entry { action: Action::Down, name: "down", keys: &["down", "j"], scope: Scope::Global, help: "move down", hint: None },
-    Entry { action: Action::Left, name: "left", keys: &["left", "h"], scope: Scope::In(GRAPH), help: "previous level", hint: None },
-    Entry { action: Action::Right, name: "right", keys: &["right", "l"], scope: Scope::In(GRAPH), help: "next level", hint: None },
-    Entry { action: Action::PageUp, name: "page_up", keys: &["pageup", "ctrl-u"], scope: Scope::Global, help: "page up", hint: None },
-    Entry { action: Action::PageDown, name: "page_down", keys: &["pagedown", "ctrl-d"], scope: Scope::Global, help: "page down", hint: None },
-    Entry { action: Action::Top, name: "top", keys: &["home", "g"], scope: Scope::Global, help: "first item / top", hint: None },
-    Entry { action: Action::Bottom, name: "bottom", keys: &["end", "G"], scope: Scope::Global, help: "last item / bottom (logs: follow again)", hint: None },
-    Entry { action: Action::PanLeft, name: "pan_left", keys: &["H", "shift-left"], scope: Scope::In(GRAPH), help: "pan the graph left", hint: None },
-    Entry { action: Action::PanRight, name: "pan_right", keys: &["L", "shift-right"], scope: Scope::In(GRAPH), help: "pan the graph right", hint: None },
-    Entry { action: Action::PanUp, name: "pan_up", keys: &["K", "shift-up"], scope: Scope::In(GRAPH), help: "pan the graph up", hint: None },
-    Entry { action: Action::PanDown, name: "pan_down", keys: &["J", "shift-down"], scope: Scope::In(GRAPH), help: "pan the graph down", hint: None },
-    Entry { action: Action::ToggleTree, name: "toggle_tree", keys: &["t"], scope: Scope::In(GRAPH), help: "switch between graph and tree", hint: Some("tree") },
-    Entry { action: Action::Filter, name: "filter", keys: &["/"], scope: Scope::In(FILTERABLE), help: "filter tasks by name or state", hint: Some("filter") },
-    Entry { action: Action::PauseResume, name: "pause", keys: &["p"], scope: Scope::In(OPERATE), help: "pause/resume the task (the run in the runs list)", hint: Some("pause") },
-    Entry { action: Action::Retry, name: "retry", keys: &["r"], scope: Scope::In(TASKS), help: "retry the failed task", hint: Some("retry") },
-    Entry { action: Action::Rerun, name: "rerun", keys: &["R"], scope: Scope::In(TASKS), help: "re-run from this task (it and everything downstream)", hint: Some("rerun") },
-    Entry { action: Action::Cancel, name: "cancel", keys: &["c"], scope: Scope::In(OPERATE), help: "cancel the task (the run in the runs list), after a confirmation", hint: Some("cancel") },
-    Entry { action: Action::Approve, name: "approve", keys: &["a"], scope: Scope::In(TASKS), help: "approve the task waiting for approval", hint: Some("approve") },
-    Entry { action: Action::Follow, name: "follow", keys: &["f"], scope: Scope::In(LOGS), help: "follow the log again", hint: Some("follow") },
-    Entry { action: Action::Search, name: "search", keys: &["/"], scope: Scope::In(LOGS), help: "search the log", hint: Some("search") },
-    Entry { action: Action::NextMatch, name: "next_match", keys: &["n"], scope: Scope::In(LOGS), help: "next match", hint: None },
-    Entry { action: Action::PrevMatch, name: "prev_match", keys: &["N"], scope: Scope::In(LOGS), help: "previous match", hint: None },
-    Entry { action: Action::Wrap, name: "wrap", keys: &["w"], scope: Scope::In(LOGS), help: "wrap long lines on/off", hint: Some("wrap") },
-    Entry { action: Action::Timestamps, name: "timestamps", keys: &["T"], scope: Scope::In(LOGS), help: "timestamps on/off", hint: Some("time") },
-    Entry { action: Action::EngineLog, name: "engine_log", keys: &["e"], scope: Scope::In(LOGS), help: "switch between the task's log and the engine log", hint: Some("engine") },
+    Entry {
+        action: Action::Help,
+        name: "help",
+        keys: &["?"],
+        scope: Scope::Global,
+        help: "show this help",
+        hint: Some("help"),
+    },
+    Entry {
+        action: Action::Quit,
+        name: "quit",
+        keys: &["q", "ctrl-c"],
+        scope: Scope::Global,
+        help: "quit (asks first while runs are going)",
+        hint: Some("quit"),
+    },
+    Entry {
+        action: Action::Palette,
+        name: "palette",
+        keys: &[":"],
+        scope: Scope::Global,
+        help: "command palette (:retry build, :theme light, :run FILE)",
+        hint: Some("cmd"),
+    },
+    Entry {
+        action: Action::FocusNext,
+        name: "focus_next",
+        keys: &["tab"],
+        scope: Scope::Global,
+        help: "focus the next pane",
+        hint: None,
+    },
+    Entry {
+        action: Action::FocusPrev,
+        name: "focus_prev",
+        keys: &["shift-tab"],
+        scope: Scope::Global,
+        help: "focus the previous pane",
+        hint: None,
+    },
+    Entry {
+        action: Action::Open,
+        name: "open",
+        keys: &["enter"],
+        scope: Scope::Global,
+        help: "open: run -> graph, task -> its details",
+        hint: Some("open"),
+    },
+    Entry {
+        action: Action::Back,
+        name: "back",
+        keys: &["esc"],
+        scope: Scope::Global,
+        help: "back: close a dialog, clear a filter, leave a pane",
+        hint: None,
+    },
+    Entry {
+        action: Action::Up,
+        name: "up",
+        keys: &["up", "k"],
+        scope: Scope::Global,
+        help: "move up",
+        hint: None,
+    },
+    Entry {
+        action: Action::Down,
+        name: "down",
+        keys: &["down", "j"],
+        scope: Scope::Global,
+        help: "move down",
+        hint: None,
+    },
+    Entry {
+        action: Action::Left,
+        name: "left",
+        keys: &["left", "h"],
+        scope: Scope::In(GRAPH),
+        help: "previous level",
+        hint: None,
+    },
+    Entry {
+        action: Action::Right,
+        name: "right",
+        keys: &["right", "l"],
+        scope: Scope::In(GRAPH),
+        help: "next level",
+        hint: None,
+    },
+    Entry {
+        action: Action::PageUp,
+        name: "page_up",
+        keys: &["pageup", "ctrl-u"],
+        scope: Scope::Global,
+        help: "page up",
+        hint: None,
+    },
+    Entry {
+        action: Action::PageDown,
+        name: "page_down",
+        keys: &["pagedown", "ctrl-d"],
+        scope: Scope::Global,
+        help: "page down",
+        hint: None,
+    },
+    Entry {
+        action: Action::Top,
+        name: "top",
+        keys: &["home", "g"],
+        scope: Scope::Global,
+        help: "first item / top",
+        hint: None,
+    },
+    Entry {
+        action: Action::Bottom,
+        name: "bottom",
+        keys: &["end", "G"],
+        scope: Scope::Global,
+        help: "last item / bottom (logs: follow again)",
+        hint: None,
+    },
+    Entry {
+        action: Action::PanLeft,
+        name: "pan_left",
+        keys: &["H", "shift-left"],
+        scope: Scope::In(GRAPH),
+        help: "pan the graph left",
+        hint: None,
+    },
+    Entry {
+        action: Action::PanRight,
+        name: "pan_right",
+        keys: &["L", "shift-right"],
+        scope: Scope::In(GRAPH),
+        help: "pan the graph right",
+        hint: None,
+    },
+    Entry {
+        action: Action::PanUp,
+        name: "pan_up",
+        keys: &["K", "shift-up"],
+        scope: Scope::In(GRAPH),
+        help: "pan the graph up",
+        hint: None,
+    },
+    Entry {
+        action: Action::PanDown,
+        name: "pan_down",
+        keys: &["J", "shift-down"],
+        scope: Scope::In(GRAPH),
+        help: "pan the graph down",
+        hint: None,
+    },
+    Entry {
+        action: Action::ToggleTree,
+        name: "toggle_tree",
+        keys: &["t"],
+        scope: Scope::In(GRAPH),
+        help: "switch between graph and tree",
+        hint: Some("tree"),
+    },
+    Entry {
+        action: Action::Filter,
+        name: "filter",
+        keys: &["/"],
+        scope: Scope::In(FILTERABLE),
+        help: "filter tasks by name or state",
+        hint: Some("filter"),
+    },
+    Entry {
+        action: Action::PauseResume,
+        name: "pause",
+        keys: &["p"],
+        scope: Scope::In(OPERATE),
+        help: "pause/resume the task (the run in the runs list)",
+        hint: Some("pause"),
+    },
+    Entry {
+        action: Action::Retry,
+        name: "retry",
+        keys: &["r"],
+        scope: Scope::In(TASKS),
+        help: "retry the failed task",
+        hint: Some("retry"),
+    },
+    Entry {
+        action: Action::Rerun,
+        name: "rerun",
+        keys: &["R"],
+        scope: Scope::In(TASKS),
+        help: "re-run from this task (it and everything downstream)",
+        hint: Some("rerun"),
+    },
+    Entry {
+        action: Action::Cancel,
+        name: "cancel",
+        keys: &["c"],
+        scope: Scope::In(OPERATE),
+        help: "cancel the task (the run in the runs list), after a confirmation",
+        hint: Some("cancel"),
+    },
+    Entry {
+        action: Action::Approve,
+        name: "approve",
+        keys: &["a"],
+        scope: Scope::In(TASKS),
+        help: "approve the task waiting for approval",
+        hint: Some("approve"),
+    },
+    Entry {
+        action: Action::Follow,
+        name: "follow",
+        keys: &["f"],
+        scope: Scope::In(LOGS),
+        help: "follow the log again",
+        hint: Some("follow"),
+    },
+    Entry {
+        action: Action::Search,
+        name: "search",
+        keys: &["/"],
+        scope: Scope::In(LOGS),
+        help: "search the log",
+        hint: Some("search"),
+    },
+    Entry {
+        action: Action::NextMatch,
+        name: "next_match",
+        keys: &["n"],
+        scope: Scope::In(LOGS),
+        help: "next match",
+        hint: None,
+    },
+    Entry {
+        action: Action::PrevMatch,
+        name: "prev_match",
+        keys: &["N"],
+        scope: Scope::In(LOGS),
+        help: "previous match",
+        hint: None,
+    },
+    Entry {
+        action: Action::Wrap,
+        name: "wrap",
+        keys: &["w"],
+        scope: Scope::In(LOGS),
+        help: "wrap long lines on/off",
+        hint: Some("wrap"),
+    },
+    Entry {
+        action: Action::Timestamps,
+        name: "timestamps",
+        keys: &["T"],
+        scope: Scope::In(LOGS),
+        help: "timestamps on/off",
+        hint: Some("time"),
+    },
+    Entry {
+        action: Action::EngineLog,
+        name: "engine_log",
+        keys: &["e"],
+        scope: Scope::In(LOGS),
+        help: "switch between the task's log and the engine log",
+        hint: Some("engine"),
+    },
 ];
 
 /// A key with its modifiers, as written in the config file (`ctrl-c`, `shift-tab`, `R`, `f5`).
@@ -231,7 +468,11 @@ impl Key {
                     Ok(n) if (1..=24).contains(&n) => KeyCode::F(n),
                     _ => return Err(format!("`{s}` is not a key")),
                 },
-                _ => return Err(format!("`{s}` is not a key (try `x`, `ctrl-x`, `F5`, `enter`, `pageup`)")),
+                _ => {
+                    return Err(format!(
+                        "`{s}` is not a key (try `x`, `ctrl-x`, `F5`, `enter`, `pageup`)"
+                    ));
+                }
             },
         };
         Ok(key)
@@ -342,7 +583,10 @@ impl Keymap {
     pub fn hints(&self, pane: Pane) -> Vec<(String, &'static str)> {
         self.entries()
             .filter(|(e, _)| e.scope.contains(pane) && !matches!(e.scope, Scope::Global))
-            .chain(self.entries().filter(|(e, _)| matches!(e.scope, Scope::Global)))
+            .chain(
+                self.entries()
+                    .filter(|(e, _)| matches!(e.scope, Scope::Global)),
+            )
             .filter_map(|(e, k)| Some((k.first()?.to_string(), e.hint?)))
             .collect()
     }
@@ -358,12 +602,28 @@ mod tests {
 
     #[test]
     fn keys_parse_like_terminal_events() {
-        assert_eq!(Key::parse("R").unwrap(), ev(KeyCode::Char('R'), KeyModifiers::SHIFT));
-        assert_eq!(Key::parse("ctrl-c").unwrap(), ev(KeyCode::Char('c'), KeyModifiers::CONTROL));
-        assert_eq!(Key::parse("shift-tab").unwrap(), ev(KeyCode::BackTab, KeyModifiers::SHIFT));
-        assert_eq!(Key::parse("F5").unwrap(), ev(KeyCode::F(5), KeyModifiers::NONE));
-        assert_eq!(Key::parse("?").unwrap(), ev(KeyCode::Char('?'), KeyModifiers::SHIFT));
-        assert!(Key::parse("ctrl-").is_ok());
+        assert_eq!(
+            Key::parse("R").unwrap(),
+            ev(KeyCode::Char('R'), KeyModifiers::SHIFT)
+        );
+        assert_eq!(
+            Key::parse("ctrl-c").unwrap(),
+            ev(KeyCode::Char('c'), KeyModifiers::CONTROL)
+        );
+        assert_eq!(
+            Key::parse("shift-tab").unwrap(),
+            ev(KeyCode::BackTab, KeyModifiers::SHIFT)
+        );
+        assert_eq!(
+            Key::parse("F5").unwrap(),
+            ev(KeyCode::F(5), KeyModifiers::NONE)
+        );
+        assert_eq!(
+            Key::parse("?").unwrap(),
+            ev(KeyCode::Char('?'), KeyModifiers::SHIFT)
+        );
+        assert!(Key::parse("-").is_ok());
+        assert!(Key::parse("ctrl-").is_err());
         assert!(Key::parse("hyper-x").is_err());
         assert!(Key::parse("F99").is_err());
     }
@@ -399,10 +659,16 @@ mod tests {
         o.insert("retyr".to_string(), vec!["y".to_string()]);
         o.insert("approve".to_string(), vec!["hyper-a".to_string()]);
         let (k, errors) = Keymap::with_overrides(&o);
-        assert_eq!(k.action(Pane::Graph, Key::parse("x").unwrap()), Some(Action::Retry));
+        assert_eq!(
+            k.action(Pane::Graph, Key::parse("x").unwrap()),
+            Some(Action::Retry)
+        );
         assert_eq!(k.action(Pane::Graph, Key::parse("r").unwrap()), None);
         // The bad binding left the default in place.
-        assert_eq!(k.action(Pane::Graph, Key::parse("a").unwrap()), Some(Action::Approve));
+        assert_eq!(
+            k.action(Pane::Graph, Key::parse("a").unwrap()),
+            Some(Action::Approve)
+        );
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("retyr"));
     }

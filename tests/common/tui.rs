@@ -7,7 +7,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use taskdeck::engine::state::{EngineState, Limits};
 use taskdeck::model::{AttemptOutcome, Event, EventKind, LogLine, LogStream, RunId, RunState};
-use taskdeck::spec::{AgentSpec, GateLevel, GateSpec, CheckKind, CheckSpec, OnFail, Workflow};
+use taskdeck::spec::{AgentSpec, CheckKind, CheckSpec, GateLevel, GateSpec, OnFail, Workflow};
 use taskdeck::tui::app::{App, LogKey, Msg, update};
 use taskdeck::tui::keymap::Keymap;
 use taskdeck::tui::theme::Theme;
@@ -39,8 +39,14 @@ pub fn demo() -> Workflow {
         after: vec![4],
         level: GateLevel::Output,
         checks: vec![
-            CheckSpec { name: "binary under 50 MB".into(), kind: CheckKind::Expr("true".into()) },
-            CheckSpec { name: "no warnings".into(), kind: CheckKind::Run("true".into()) },
+            CheckSpec {
+                name: "binary under 50 MB".into(),
+                kind: CheckKind::Expr("true".into()),
+            },
+            CheckSpec {
+                name: "no warnings".into(),
+                kind: CheckKind::Run("true".into()),
+            },
         ],
         on_fail: OnFail::Pause,
     });
@@ -64,38 +70,75 @@ pub const T0: u64 = 1_795_442_400_000;
 impl Feed {
     pub fn new(wf: Workflow) -> Feed {
         let snapshot = EngineState::new(
-            Limits { max_parallel: 16, pool: Default::default() },
+            Limits {
+                max_parallel: 16,
+                pool: Default::default(),
+            },
             [("local".to_string(), AgentSpec::default_local(4))],
         );
-        let mut app = App::new("local", Theme::default(), Keymap::default()).with_snapshot(snapshot);
+        let mut app =
+            App::new("local", Theme::default(), Keymap::default()).with_snapshot(snapshot);
         app.size = (80, 24);
         app.cwd = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let mut f = Feed { app, run: RunId::from("20261123-140000-beef"), seq: 0, ts: T0 };
+        let mut f = Feed {
+            app,
+            run: RunId::from("20261123-140000-beef"),
+            seq: 0,
+            ts: T0,
+        };
         f.app.own_runs.push(f.run.clone());
-        f.emit(EventKind::RunSubmitted { workflow: Arc::new(wf), source: None });
+        f.emit(EventKind::RunSubmitted {
+            workflow: Arc::new(wf),
+            source: None,
+        });
         f
     }
 
     pub fn emit(&mut self, kind: EventKind) {
         self.seq += 1;
         self.ts += 700;
-        let ev = Event { seq: self.seq, ts: self.ts, run: self.run.clone(), kind };
+        let ev = Event {
+            seq: self.seq,
+            ts: self.ts,
+            run: self.run.clone(),
+            kind,
+        };
         update(&mut self.app, Msg::Engine(Arc::new(ev)));
     }
 
     pub fn start(&mut self, t: u32, agent: &str) {
-        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize].attempts.len() as u32 + 1;
-        self.emit(EventKind::TaskAssigned { task: t, agent: agent.into(), attempt });
-        self.emit(EventKind::TaskStarted { task: t, attempt, pid: Some(4242) });
+        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize]
+            .attempts
+            .len() as u32
+            + 1;
+        self.emit(EventKind::TaskAssigned {
+            task: t,
+            agent: agent.into(),
+            attempt,
+        });
+        self.emit(EventKind::TaskStarted {
+            task: t,
+            attempt,
+            pid: Some(4242),
+        });
     }
 
     pub fn succeed(&mut self, t: u32) {
-        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize].attempts.len() as u32;
-        self.emit(EventKind::TaskSucceeded { task: t, attempt, exit_code: Some(0), outputs: Default::default() });
+        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize]
+            .attempts
+            .len() as u32;
+        self.emit(EventKind::TaskSucceeded {
+            task: t,
+            attempt,
+            exit_code: Some(0),
+            outputs: Default::default(),
+        });
     }
 
     pub fn fail(&mut self, t: u32, error: &str) {
-        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize].attempts.len() as u32;
+        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize]
+            .attempts
+            .len() as u32;
         self.emit(EventKind::TaskFailed {
             task: t,
             attempt,
@@ -112,8 +155,14 @@ impl Feed {
 
     /// Delivers log lines for `task`'s current attempt, as a log read would.
     pub fn logs(&mut self, t: u32, lines: &[&str]) {
-        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize].attempts.len() as u32;
-        let key = LogKey { run: self.run.clone(), task: Some(t), attempt };
+        let attempt = self.app.mirror.runs[&self.run].tasks[t as usize]
+            .attempts
+            .len() as u32;
+        let key = LogKey {
+            run: self.run.clone(),
+            task: Some(t),
+            attempt,
+        };
         let since = self.app.logs.lines.len();
         let lines = lines
             .iter()
@@ -123,7 +172,11 @@ impl Feed {
                 task: Some(t),
                 attempt,
                 ts: self.ts + i as u64,
-                stream: if l.starts_with("error") { LogStream::Stderr } else { LogStream::Stdout },
+                stream: if l.starts_with("error") {
+                    LogStream::Stderr
+                } else {
+                    LogStream::Stdout
+                },
                 line: l.to_string(),
             })
             .collect();
@@ -147,22 +200,37 @@ impl Feed {
     pub fn failed() -> Feed {
         let mut f = Feed::new(demo());
         for t in [0, 1, 2, 3] {
-            f.start(t, if t == 0 { "local" } else { "local" });
+            f.start(t, "local");
             f.succeed(t);
         }
         f.start(4, "builder");
         f.succeed(4);
         f.emit(EventKind::GateStarted { gate: 0 });
-        f.emit(EventKind::GateCheck { gate: 0, check: 0, passed: true, message: String::new() });
-        f.emit(EventKind::GateCheck { gate: 0, check: 1, passed: true, message: "ok".into() });
-        f.emit(EventKind::GateFinished { gate: 0, state: taskdeck::model::GateState::Passed });
+        f.emit(EventKind::GateCheck {
+            gate: 0,
+            check: 0,
+            passed: true,
+            message: String::new(),
+        });
+        f.emit(EventKind::GateCheck {
+            gate: 0,
+            check: 1,
+            passed: true,
+            message: "ok".into(),
+        });
+        f.emit(EventKind::GateFinished {
+            gate: 0,
+            state: taskdeck::model::GateState::Passed,
+        });
         for t in [6, 7] {
             f.start(t, "builder");
             f.succeed(t);
         }
         f.start(5, "local");
         f.fail(5, "exited with code 1: database container not ready");
-        f.emit(EventKind::RunFinished { state: RunState::Failed });
+        f.emit(EventKind::RunFinished {
+            state: RunState::Failed,
+        });
         f
     }
 
@@ -196,7 +264,10 @@ impl Feed {
         } else {
             key.code
         };
-        update(&mut self.app, Msg::Key(crossterm::event::KeyEvent::new(code, mods)))
+        update(
+            &mut self.app,
+            Msg::Key(crossterm::event::KeyEvent::new(code, mods)),
+        )
     }
 
     pub fn keys(&mut self, ks: &[&str]) {
@@ -208,6 +279,9 @@ impl Feed {
     /// The selected task's id.
     pub fn selected(&self) -> String {
         let run = &self.app.mirror.runs[&self.run];
-        self.app.selected_task().map(|t| run.task_id(t).to_string()).unwrap_or_default()
+        self.app
+            .selected_task()
+            .map(|t| run.task_id(t).to_string())
+            .unwrap_or_default()
     }
 }

@@ -13,13 +13,26 @@ use crate::tui::keymap::Pane;
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
     let t = &app.theme;
-    let title = tabs.unwrap_or_else(|| vec![title_span(app, format!("Agents ({})", app.mirror.agents.len()))]);
+    let title = tabs.unwrap_or_else(|| {
+        vec![title_span(
+            app,
+            format!("Agents ({})", app.mirror.agents.len()),
+        )]
+    });
     let block = pane_block(app, Pane::Agents, title);
     let width = block.inner(area).width as usize;
     let spark_w = if width >= 70 { 16 } else { 8 };
     let mut lines = vec![Line::from(dim_span(
         app,
-        format!("{} {} {} {} {} {}", fit("AGENT", 12), fit("KIND", 7), fit("SLOTS", 9), fit("OK%", 4), fit("RECENT", spark_w), "NOW"),
+        format!(
+            "{} {} {} {} {} {}",
+            fit("AGENT", 12),
+            fit("KIND", 7),
+            fit("SLOTS", 9),
+            fit("OK%", 4),
+            fit("RECENT", spark_w),
+            "NOW"
+        ),
     ))];
     for a in app.mirror.agents.values() {
         let used = a.slots_used;
@@ -37,7 +50,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
             "□".repeat(total.min(4).saturating_sub(used.min(4)) as usize)
         );
         let finished = a.succeeded + a.failed;
-        let rate = if finished == 0 { "–".to_string() } else { format!("{:.0}", a.success_ema * 100.0) };
+        let rate = if finished == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.0}", a.success_ema * 100.0)
+        };
         let rate_style = Style::default().fg(if finished == 0 {
             t.dim
         } else if a.success_ema >= 0.8 {
@@ -74,11 +91,25 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
             })
             .unwrap_or_default();
         let rest = width.saturating_sub(12 + 8 + 10 + 5 + spark_w + 1);
-        spans.push(Span::styled(truncate(&now.join(", "), rest), Style::default().fg(t.running)));
+        spans.push(Span::styled(
+            truncate(&now.join(", "), rest),
+            Style::default().fg(t.running),
+        ));
         lines.push(Line::from(spans));
         if !a.spec.capabilities.is_empty() && width >= 40 {
-            lines.push(Line::from(dim_span(app, format!("  can: {}", truncate(&a.spec.capabilities.join(", "), width.saturating_sub(8))))));
+            lines.push(Line::from(dim_span(
+                app,
+                format!(
+                    "  can: {}",
+                    truncate(&a.spec.capabilities.join(", "), width.saturating_sub(8))
+                ),
+            )));
         }
     }
-    f.render_widget(Paragraph::new(lines).block(block).scroll((app.side_scroll_for(Pane::Agents), 0)), area);
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .scroll((app.side_scroll_for(Pane::Agents), 0)),
+        area,
+    );
 }

@@ -17,8 +17,15 @@ use crate::tui::theme::task_icon;
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
     let (Some(run), Some(t)) = (app.run(), app.selected_task()) else {
-        let block = pane_block(app, Pane::Detail, tabs.unwrap_or_else(|| vec![title_span(app, "Task")]));
-        f.render_widget(Paragraph::new(dim_span(app, "no task selected")).block(block), area);
+        let block = pane_block(
+            app,
+            Pane::Detail,
+            tabs.unwrap_or_else(|| vec![title_span(app, "Task")]),
+        );
+        f.render_widget(
+            Paragraph::new(dim_span(app, "no task selected")).block(block),
+            area,
+        );
         return;
     };
     let title = tabs.unwrap_or_else(|| vec![title_span(app, format!("Task {}", run.task_id(t)))]);
@@ -61,23 +68,45 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
     let label = |s: &str| Span::styled(format!("{s:<10}"), th.dimmed());
     let state_style = Style::default().fg(th.task(task.state));
     let mut out = vec![Line::from(vec![
-        Span::styled(format!("{} {}", task_icon(task.state), spec.id), state_style.patch(bold())),
+        Span::styled(
+            format!("{} {}", task_icon(task.state), spec.id),
+            state_style.patch(bold()),
+        ),
         Span::styled(format!("  {}", task.state), state_style),
     ])];
     if let Some(r) = &task.reason {
-        out.push(Line::from(vec![label("why"), Span::styled(r.clone(), Style::default().fg(th.warning))]));
+        out.push(Line::from(vec![
+            label("why"),
+            Span::styled(r.clone(), Style::default().fg(th.warning)),
+        ]));
     }
     if let Some(at) = task.retry_at {
-        out.push(Line::from(vec![label("retry in"), Span::raw(duration(at.saturating_sub(app.now)))]));
+        out.push(Line::from(vec![
+            label("retry in"),
+            Span::raw(duration(at.saturating_sub(app.now))),
+        ]));
     }
-    out.push(Line::from(vec![label("does"), Span::raw(truncate(&action_text(&spec.action), width.saturating_sub(10).max(8)))]));
-    let agent = task.last_agent().map(|a| a.to_string()).unwrap_or_else(|| "–".into());
+    out.push(Line::from(vec![
+        label("does"),
+        Span::raw(truncate(
+            &action_text(&spec.action),
+            width.saturating_sub(10).max(8),
+        )),
+    ]));
+    let agent = task
+        .last_agent()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "–".into());
     let mut wants = Vec::new();
     if !spec.requires.is_empty() {
         wants.push(format!("needs capabilities {}", spec.requires.join(", ")));
     }
     if spec.approval {
-        wants.push(if task.approved { "approved".into() } else { "needs approval".into() });
+        wants.push(if task.approved {
+            "approved".into()
+        } else {
+            "needs approval".into()
+        });
     }
     if spec.retry.attempts > 1 {
         wants.push(format!("{} attempts", spec.retry.attempts));
@@ -106,7 +135,10 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
         };
         let mut spans = vec![
             Span::raw(format!("  #{} ", a.number)),
-            Span::styled(format!("{:<9}", outcome(a.outcome)), Style::default().fg(colour)),
+            Span::styled(
+                format!("{:<9}", outcome(a.outcome)),
+                Style::default().fg(colour),
+            ),
             dim_span(app, format!(" {}", clock(start))),
             Span::raw(format!(" {:>6}", duration(took))),
         ];
@@ -116,7 +148,10 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
         spans.push(Span::raw(format!(" {}", a.agent)));
         out.push(Line::from(spans));
         if !a.error.is_empty() && a.outcome != Some(AttemptOutcome::Cancelled) {
-            out.push(Line::from(Span::styled(format!("     {}", a.error.trim()), Style::default().fg(th.failed))));
+            out.push(Line::from(Span::styled(
+                format!("     {}", a.error.trim()),
+                Style::default().fg(th.failed),
+            )));
         }
     }
     if !task.outputs.is_empty() {
@@ -126,7 +161,10 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            out.push(Line::from(vec![Span::raw(format!("  {k} = ")), Span::styled(v, Style::default().fg(th.info))]));
+            out.push(Line::from(vec![
+                Span::raw(format!("  {k} = ")),
+                Span::styled(v, Style::default().fg(th.info)),
+            ]));
         }
     }
     let deps = |title: &'static str, list: &[TaskIdx], out: &mut Vec<Line<'static>>| {
@@ -139,7 +177,10 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
                 spans.push(Span::raw(" "));
             }
             let s = run.tasks[*d as usize].state;
-            spans.push(Span::styled(format!("{} {}", task_icon(s), run.task_id(*d)), Style::default().fg(th.task(s))));
+            spans.push(Span::styled(
+                format!("{} {}", task_icon(s), run.task_id(*d)),
+                Style::default().fg(th.task(s)),
+            ));
         }
         if list.len() > 30 {
             spans.push(dim_span(app, format!(" … and {} more", list.len() - 30)));
@@ -153,7 +194,10 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
         out.push(Line::from(vec![
             Span::styled("gate ", th.title()),
             Span::raw(run.workflow.gates[*g as usize].id.clone()),
-            Span::styled(format!(" {}", gate.state.as_str()), Style::default().fg(th.gate(gate.state))),
+            Span::styled(
+                format!(" {}", gate.state.as_str()),
+                Style::default().fg(th.gate(gate.state)),
+            ),
         ]));
     }
     out

@@ -26,7 +26,11 @@ fn gate_icon(s: GateState) -> &'static str {
 pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
     let t = &app.theme;
     let Some(run) = app.run() else {
-        let block = pane_block(app, Pane::Gates, tabs.unwrap_or_else(|| vec![title_span(app, "Gates")]));
+        let block = pane_block(
+            app,
+            Pane::Gates,
+            tabs.unwrap_or_else(|| vec![title_span(app, "Gates")]),
+        );
         f.render_widget(Paragraph::new(dim_span(app, "no run")).block(block), area);
         return;
     };
@@ -35,15 +39,30 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
     let block = pane_block(app, Pane::Gates, title);
     let mut lines = Vec::new();
     if n == 0 {
-        lines.push(Line::from(dim_span(app, "this workflow has no quality gates")));
+        lines.push(Line::from(dim_span(
+            app,
+            "this workflow has no quality gates",
+        )));
     }
     for (g, spec) in run.gates.iter().zip(&run.workflow.gates) {
         let style = Style::default().fg(t.gate(g.state));
         let after: Vec<&str> = spec.after.iter().take(4).map(|x| run.task_id(*x)).collect();
         lines.push(Line::from(vec![
-            Span::styled(format!("{} {}", gate_icon(g.state), spec.id), style.patch(bold())),
+            Span::styled(
+                format!("{} {}", gate_icon(g.state), spec.id),
+                style.patch(bold()),
+            ),
             Span::styled(format!(" {}", g.state.as_str()), style),
-            dim_span(app, format!(" · {:?} · after {} · on fail {:?}", spec.level, after.join(", "), spec.on_fail).to_lowercase()),
+            dim_span(
+                app,
+                format!(
+                    " · {:?} · after {} · on fail {:?}",
+                    spec.level,
+                    after.join(", "),
+                    spec.on_fail
+                )
+                .to_lowercase(),
+            ),
         ]));
         for (c, r) in spec.checks.iter().zip(&g.results) {
             let (icon, colour) = match r {
@@ -51,7 +70,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
                 Some(r) if r.passed => ("✓", t.succeeded),
                 Some(_) => ("✗", t.failed),
             };
-            let mut spans = vec![Span::styled(format!("  {icon} "), Style::default().fg(colour)), Span::raw(c.name.clone())];
+            let mut spans = vec![
+                Span::styled(format!("  {icon} "), Style::default().fg(colour)),
+                Span::raw(c.name.clone()),
+            ];
             if let Some(r) = r
                 && !r.message.is_empty()
             {

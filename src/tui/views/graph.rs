@@ -26,7 +26,10 @@ const CRIT: u8 = 16;
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let (Some(run), Some(layout)) = (app.run(), app.layout()) else {
         let block = pane_block(app, Pane::Graph, vec![title_span(app, "Graph")]);
-        f.render_widget(Paragraph::new(dim_span(app, "waiting for a run…")).block(block), area);
+        f.render_widget(
+            Paragraph::new(dim_span(app, "waiting for a run…")).block(block),
+            area,
+        );
         return;
     };
     let sel = app.selected_task();
@@ -35,7 +38,12 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         let (c, _) = layout.pos[t as usize];
         title.push(dim_span(
             app,
-            format!(" · level {}/{} · {} tasks", c + 1, layout.columns.len(), run.tasks.len()),
+            format!(
+                " · level {}/{} · {} tasks",
+                c + 1,
+                layout.columns.len(),
+                run.tasks.len()
+            ),
         ));
     }
     if !app.filter.is_empty() {
@@ -44,7 +52,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             Style::default().fg(app.theme.warning),
         ));
     }
-    title.push(Span::styled(" · ━ critical path", Style::default().fg(app.theme.critical)));
+    title.push(Span::styled(
+        " · ━ critical path",
+        Style::default().fg(app.theme.critical),
+    ));
     let block = pane_block(app, Pane::Graph, title);
     f.render_widget(block, area);
     let view = inner(area);
@@ -136,11 +147,22 @@ pub fn draw_canvas(
                 continue;
             }
             let c = line_char(b & !CRIT, b & CRIT != 0);
-            put(buf, view, x, y, c, if b & CRIT != 0 { crit_edge } else { edge });
+            put(
+                buf,
+                view,
+                x,
+                y,
+                c,
+                if b & CRIT != 0 { crit_edge } else { edge },
+            );
         }
     }
     for (x, y, crit) in arrows {
-        if x >= i64::from(ox) && y >= i64::from(oy) && x < i64::from(ox + vw) && y < i64::from(oy + vh) {
+        if x >= i64::from(ox)
+            && y >= i64::from(oy)
+            && x < i64::from(ox + vw)
+            && y < i64::from(oy + vh)
+        {
             put(
                 buf,
                 view,
@@ -166,9 +188,17 @@ pub fn draw_canvas(
                         put_abs(buf, view, (ox, oy), x, y + 1, ch, style);
                     }
                 }
-                Slot::Task(task) => {
-                    draw_box(app, run, layout, task, sel == Some(task), (col.x, y, col.width), (ox, oy), view, buf)
-                }
+                Slot::Task(task) => draw_box(
+                    app,
+                    run,
+                    layout,
+                    task,
+                    sel == Some(task),
+                    (col.x, y, col.width),
+                    (ox, oy),
+                    view,
+                    buf,
+                ),
             }
         }
     }
@@ -228,7 +258,15 @@ fn draw_box(
 }
 
 /// Writes `ch` at layout position (`x`, `y`) if it is inside the window.
-fn put_abs(buf: &mut Buffer, view: Rect, (ox, oy): (u32, u32), x: u32, y: u32, ch: char, style: Style) {
+fn put_abs(
+    buf: &mut Buffer,
+    view: Rect,
+    (ox, oy): (u32, u32),
+    x: u32,
+    y: u32,
+    ch: char,
+    style: Style,
+) {
     if x < ox || y < oy {
         return;
     }

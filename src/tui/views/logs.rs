@@ -15,27 +15,40 @@ use crate::tui::keymap::Pane;
 pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
     let logs = &app.logs;
     let mut title = tabs.unwrap_or_else(|| vec![title_span(app, "Logs")]);
-    match (&logs.key, app.run()) {
-        (Some(k), Some(run)) => match k.task {
-            Some(t) => title.push(dim_span(app, format!(" · {} #{}", run.task_id(t), k.attempt))),
+    if let (Some(k), Some(run)) = (&logs.key, app.run()) {
+        match k.task {
+            Some(t) => title.push(dim_span(
+                app,
+                format!(" · {} #{}", run.task_id(t), k.attempt),
+            )),
             None => title.push(dim_span(app, " · engine log")),
-        },
-        _ => {}
+        }
     }
     let mut flags = Vec::new();
-    flags.push(if logs.follow { "following" } else { "paused: f follows" });
+    flags.push(if logs.follow {
+        "following"
+    } else {
+        "paused: f follows"
+    });
     if logs.wrap {
         flags.push("wrap");
     }
     if let Some(s) = &logs.search {
-        title.push(Span::styled(format!(" · /{s}"), Style::default().fg(app.theme.warning)));
+        title.push(Span::styled(
+            format!(" · /{s}"),
+            Style::default().fg(app.theme.warning),
+        ));
     }
     title.push(dim_span(app, format!(" · {}", flags.join(" · "))));
     let block = pane_block(app, Pane::Logs, title);
     let inner = block.inner(area);
     if logs.key.is_none() || logs.lines.is_empty() {
         let why = if logs.key.is_none() {
-            if logs.engine { "no run" } else { "no attempt yet for this task" }
+            if logs.engine {
+                "no run"
+            } else {
+                "no attempt yet for this task"
+            }
         } else {
             "no output yet"
         };

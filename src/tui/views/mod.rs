@@ -20,7 +20,10 @@ use super::keymap::Pane;
 
 pub fn view(app: &App, f: &mut Frame) {
     let areas = app.areas();
-    f.render_widget(ratatui::widgets::Block::default().style(app.theme.base()), f.area());
+    f.render_widget(
+        ratatui::widgets::Block::default().style(app.theme.base()),
+        f.area(),
+    );
     runs::draw(app, f, areas.runs);
     if app.tree {
         tree::draw(app, f, areas.graph);
@@ -52,7 +55,10 @@ pub fn view(app: &App, f: &mut Frame) {
 /// Narrow screens: the tab strip naming the pane below the graph and its siblings.
 fn tabs(app: &App) -> Vec<Span<'static>> {
     let mut out = Vec::new();
-    for (i, p) in [Pane::Detail, Pane::Logs, Pane::Agents, Pane::Gates].into_iter().enumerate() {
+    for (i, p) in [Pane::Detail, Pane::Logs, Pane::Agents, Pane::Gates]
+        .into_iter()
+        .enumerate()
+    {
         if i > 0 {
             out.push(Span::styled(" │ ", app.theme.dimmed()));
         }

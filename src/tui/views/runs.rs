@@ -13,10 +13,17 @@ use crate::tui::theme::run_icon;
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let n = app.mirror.runs.len();
-    let block = pane_block(app, Pane::Runs, vec![title_span(app, format!("Runs ({n})"))]);
+    let block = pane_block(
+        app,
+        Pane::Runs,
+        vec![title_span(app, format!("Runs ({n})"))],
+    );
     if n == 0 {
-        let p = Paragraph::new(Line::from(dim_span(app, "no runs yet — :run FILE starts one")))
-            .block(block);
+        let p = Paragraph::new(Line::from(dim_span(
+            app,
+            "no runs yet — :run FILE starts one",
+        )))
+        .block(block);
         f.render_widget(p, area);
         return;
     }

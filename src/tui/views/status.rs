@@ -16,7 +16,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let base = Style::default().fg(t.status_fg).bg(t.status_bg);
     let mut spans = vec![Span::styled(
         format!(" {} ", app.location.to_uppercase()),
-        Style::default().fg(t.selection_fg).bg(if app.engine_gone { t.error } else { t.info }).add_modifier(Modifier::BOLD),
+        Style::default()
+            .fg(t.selection_fg)
+            .bg(if app.engine_gone { t.error } else { t.info })
+            .add_modifier(Modifier::BOLD),
     )];
     if let Overlay::Prompt { kind, text } = &app.overlay {
         let label = match kind {
@@ -25,13 +28,26 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         };
         spans.push(Span::styled(label, base.add_modifier(Modifier::BOLD)));
         spans.push(Span::styled(format!("{text}▏"), base));
-        spans.push(Span::styled("  enter applies · esc cancels", base.fg(t.dim)));
+        spans.push(Span::styled(
+            "  enter applies · esc cancels",
+            base.fg(t.dim),
+        ));
         f.render_widget(Paragraph::new(Line::from(spans)).style(base), area);
         return;
     }
     let runs = app.mirror.runs.len();
-    let going = app.mirror.runs.values().filter(|r| !r.state.is_terminal()).count();
-    let running: u32 = app.mirror.runs.values().map(|r| r.count(TaskState::Running)).sum();
+    let going = app
+        .mirror
+        .runs
+        .values()
+        .filter(|r| !r.state.is_terminal())
+        .count();
+    let running: u32 = app
+        .mirror
+        .runs
+        .values()
+        .map(|r| r.count(TaskState::Running))
+        .sum();
     let mut summary = format!(" {runs} run{}", if runs == 1 { "" } else { "s" });
     if going > 0 {
         summary.push_str(&format!(" ({going} going)"));
@@ -53,7 +69,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Level::Success => t.succeeded,
                 Level::Error => t.error,
             };
-            spans.push(Span::styled(m.text.clone(), base.fg(colour).add_modifier(Modifier::BOLD)));
+            spans.push(Span::styled(
+                m.text.clone(),
+                base.fg(colour).add_modifier(Modifier::BOLD),
+            ));
         }
         None => {
             for (k, hint) in app.keymap.hints(app.focus) {

@@ -16,7 +16,10 @@ use crate::tui::theme::{run_icon, task_icon};
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let (Some(run), Some(layout)) = (app.run(), app.layout()) else {
         let block = pane_block(app, Pane::Graph, vec![title_span(app, "Tree")]);
-        f.render_widget(Paragraph::new(dim_span(app, "waiting for a run…")).block(block), area);
+        f.render_widget(
+            Paragraph::new(dim_span(app, "waiting for a run…")).block(block),
+            area,
+        );
         return;
     };
     let t = &app.theme;
@@ -49,14 +52,25 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         if children.is_empty() {
             children.push(TreeItem::new_leaf(format!("L{l}…"), dim_span(app, "…")));
         }
-        let mut text = vec![Span::raw(format!("Level {} · {} tasks  ", l + 1, tasks.len()))];
-        text.extend(counts_of(app, tasks.iter().map(|x| run.tasks[*x as usize].state)));
+        let mut text = vec![Span::raw(format!(
+            "Level {} · {} task{}  ",
+            l + 1,
+            tasks.len(),
+            if tasks.len() == 1 { "" } else { "s" }
+        ))];
+        text.extend(counts_of(
+            app,
+            tasks.iter().map(|x| run.tasks[*x as usize].state),
+        ));
         if let Ok(item) = TreeItem::new(format!("L{l}"), Line::from(text), children) {
             levels.push(item);
         }
     }
     let root_text = Line::from(vec![
-        Span::styled(format!("{} ", run_icon(run.state)), Style::default().fg(t.run(run.state))),
+        Span::styled(
+            format!("{} ", run_icon(run.state)),
+            Style::default().fg(t.run(run.state)),
+        ),
         Span::raw(format!("{} ({})", run.workflow.name, run.id)),
     ]);
     let root_id = "run".to_string();
@@ -66,14 +80,21 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let items = [root];
     let mut title = vec![title_span(app, "Tree")];
     if !app.filter.is_empty() {
-        title.push(Span::styled(format!(" · filter: {}", app.filter), Style::default().fg(t.warning)));
+        title.push(Span::styled(
+            format!(" · filter: {}", app.filter),
+            Style::default().fg(t.warning),
+        ));
     }
     let Ok(tree) = Tree::new(&items) else {
         return;
     };
     let tree = tree
         .block(pane_block(app, Pane::Graph, title))
-        .highlight_style(if app.focus == Pane::Graph { t.selected() } else { Style::default().bg(t.status_bg) })
+        .highlight_style(if app.focus == Pane::Graph {
+            t.selected()
+        } else {
+            Style::default().bg(t.status_bg)
+        })
         .node_closed_symbol("▸ ")
         .node_open_symbol("▾ ")
         .node_no_children_symbol("  ");
