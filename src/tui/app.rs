@@ -512,6 +512,13 @@ fn on_key(app: &mut App, k: KeyEvent) -> bool {
             return true;
         }
         Overlay::Confirm(c) => {
+            let ctrl_c =
+                k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+            if ctrl_c && c.on_yes == OnYes::Quit {
+                // Ctrl-C twice leaves at once.
+                app.quit = true;
+                return true;
+            }
             match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
                     app.overlay = Overlay::None;

@@ -66,7 +66,9 @@ pub fn throughput(done: u32, elapsed: Millis) -> String {
         return "–".into();
     }
     let per_s = f64::from(done) * 1000.0 / elapsed as f64;
-    if per_s >= 1.0 {
+    if per_s >= 100.0 {
+        format!("{per_s:.0}/s")
+    } else if per_s >= 1.0 {
         format!("{per_s:.1}/s")
     } else {
         format!("{:.1}/m", per_s * 60.0)

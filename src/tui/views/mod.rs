@@ -67,7 +67,12 @@ fn tabs(app: &App) -> Vec<Span<'static>> {
         } else {
             Style::default().fg(app.theme.dim)
         };
-        out.push(Span::styled(p.title(), style));
+        let name = if p == app.bottom {
+            format!("[{}]", p.title())
+        } else {
+            p.title().to_string()
+        };
+        out.push(Span::styled(name, style));
     }
     out
 }

@@ -30,6 +30,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let wide = area.width >= 110;
     let bar_w = if wide { 20 } else { 10 };
+    let digits = app
+        .mirror
+        .runs
+        .values()
+        .map(|r| r.tasks.len().to_string().len())
+        .max()
+        .unwrap_or(1) as u16;
     let rows = app.mirror.runs.values().map(|run| {
         let total = run.tasks.len() as u32;
         let done = run.terminal_count();
@@ -63,10 +70,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         header.push("RUN");
     }
     widths.extend([
-        Constraint::Length(bar_w as u16 + 8),
+        Constraint::Length(bar_w as u16 + 2 + 2 * digits),
         Constraint::Min(12),
         Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Length(8),
     ]);
     header.extend(["PROGRESS", "TASKS", "ELAPSED", "RATE"]);
     let table = Table::new(rows, widths)
