@@ -304,3 +304,44 @@ fn refusals_are_shown_not_swallowed() {
     let m = f.app.message.as_ref().unwrap();
     assert!(m.text.contains("has not failed"), "{}", m.text);
 }
+
+#[test]
+fn clicking_a_box_selects_its_task_and_focuses_the_pane() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    let mut f = Feed::running();
+    f.resize(120, 40);
+    f.key("esc");
+    assert_eq!(f.app.focus, Pane::Runs);
+    // Find where `lint` is drawn, then click the middle of its box.
+    let run = &f.app.mirror.runs[&f.run];
+    let lint = run.index.by_id["lint"];
+    let (x, y, w, _) = f.app.layout().unwrap().rect(lint).unwrap();
+    let inner = f.app.areas().graph_inner();
+    let (ox, oy) = f.app.graph_offset;
+    let click = MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: inner.x + (x + w / 2 - ox) as u16,
+        row: inner.y + (y + 1 - oy) as u16,
+        modifiers: KeyModifiers::NONE,
+    };
+    update(&mut f.app, Msg::Mouse(click));
+    assert_eq!(f.app.focus, Pane::Graph);
+    assert_eq!(f.selected(), "lint");
+}
+
+#[test]
+fn wrap_timestamps_and_engine_log_toggle_in_the_logs_pane() {
+    let mut f = Feed::running();
+    f.keys(&["tab", "tab"]);
+    assert_eq!(f.app.focus, Pane::Logs);
+    f.keys(&["w", "T"]);
+    assert!(f.app.logs.wrap && f.app.logs.timestamps);
+    f.app.effects.clear();
+    f.key("e");
+    assert!(f.app.logs.engine);
+    assert!(matches!(&f.app.effects[..], [Effect::FetchLog { key, .. }] if key.task.is_none()));
+    // The same keys do nothing to the logs from the graph.
+    f.key("esc");
+    f.key("w");
+    assert!(f.app.logs.wrap);
+}

@@ -83,6 +83,8 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         } else {
             Style::default().bg(t.status_bg)
         })
+        .highlight_symbol("› ")
+        .highlight_spacing(ratatui::widgets::HighlightSpacing::Always)
         .block(block);
     let mut state = TableState::default().with_selected(Some(app.run_sel));
     f.render_stateful_widget(table, area, &mut state);

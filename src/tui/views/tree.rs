@@ -95,6 +95,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         } else {
             Style::default().bg(t.status_bg)
         })
+        .highlight_symbol("› ")
         .node_closed_symbol("▸ ")
         .node_open_symbol("▾ ")
         .node_no_children_symbol("  ");
