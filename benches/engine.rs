@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use indexmap::IndexMap;
+
 use taskdeck::engine::scheduler::next_dispatch;
 use taskdeck::engine::state::{EngineState, Limits};
 use taskdeck::model::{Event, EventKind, RunId};
-use taskdeck::spec::{Action, AgentSpec, Builtin, Resources, RetryPolicy, TaskSpec, Workflow};
+use taskdeck::spec::{Action, AgentSpec, Builtin, Resources, TaskSpec, Workflow};
 
 /// The same shape as `shared/bench/gendag.py layered`: layers of ~2*sqrt(n), two random upstreams.
 fn layered(n: usize) -> Workflow {
@@ -29,27 +30,9 @@ fn layered(n: usize) -> Workflow {
                 needs.sort();
                 needs.dedup();
             }
-            tasks.push(TaskSpec {
-                id: format!("t{i}"),
-                base: format!("t{i}"),
-                matrix: IndexMap::new(),
-                action: Action::Builtin(Builtin::Noop),
-                needs,
-                requires: vec![],
-                agent: None,
-                priority: 5,
-                timeout: None,
-                retry: RetryPolicy::default(),
-                resources: Resources::default(),
-                locks: vec![],
-                when: None,
-                approval: false,
-                reads: None,
-                env: IndexMap::new(),
-                cwd: None,
-                continue_on_failure: false,
-                compensate: None,
-            });
+            let mut t = TaskSpec::new(format!("t{i}"), Action::Builtin(Builtin::Noop));
+            t.needs = needs;
+            tasks.push(t);
             layer.push(i as u32);
             i += 1;
         }

@@ -41,7 +41,9 @@ fn workflow(n: u32) -> Workflow {
 
 fn bench(c: &mut Criterion) {
     let wf = workflow(10_000);
-    c.bench_function("layout 10k tasks", |b| b.iter(|| black_box(DagLayout::new(&wf))));
+    c.bench_function("layout 10k tasks", |b| {
+        b.iter(|| black_box(DagLayout::new(&wf)))
+    });
 
     let mut app = App::new("local", Theme::default(), Keymap::default());
     update(&mut app, Msg::Resize(200, 60));
@@ -49,7 +51,10 @@ fn bench(c: &mut Criterion) {
         seq: 1,
         ts: 1,
         run: RunId::from("r"),
-        kind: EventKind::RunSubmitted { workflow: Arc::new(wf), source: None },
+        kind: EventKind::RunSubmitted {
+            workflow: Arc::new(wf),
+            source: None,
+        },
     };
     update(&mut app, Msg::Engine(Arc::new(ev)));
     let mut term = match Terminal::new(TestBackend::new(200, 60)) {
@@ -57,11 +62,17 @@ fn bench(c: &mut Criterion) {
         Err(e) => panic!("test backend: {e}"),
     };
     c.bench_function("draw 200x60, 10k-task graph", |b| {
-        b.iter(|| term.draw(|f| taskdeck::tui::views::view(&app, f)).map(|_| ()))
+        b.iter(|| {
+            term.draw(|f| taskdeck::tui::views::view(&app, f))
+                .map(|_| ())
+        })
     });
     app.tree = true;
     c.bench_function("draw 200x60, 10k-task tree", |b| {
-        b.iter(|| term.draw(|f| taskdeck::tui::views::view(&app, f)).map(|_| ()))
+        b.iter(|| {
+            term.draw(|f| taskdeck::tui::views::view(&app, f))
+                .map(|_| ())
+        })
     });
 }
 

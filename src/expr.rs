@@ -130,7 +130,9 @@ fn context(vars: &Value) -> Result<Context<'static, 'static>, String> {
 /// Drops the parser's long list of expected tokens: the position says enough.
 fn shorten(msg: &str) -> String {
     match msg.find(" expecting {") {
-        Some(i) => msg[..i].replace("'<EOF>'", "end of expression"),
+        Some(i) => msg[..i]
+            .replace("mismatched input '<EOF>'", "unexpected end of expression")
+            .replace("mismatched input", "unexpected"),
         None => msg.to_string(),
     }
 }

@@ -9,6 +9,10 @@ fn main() -> ExitCode {
         eprintln!("taskdeck: {e}");
     }
     let cli = Cli::parse();
+    // Under the console, tracing goes to a file (cli::run sets that up), never to the terminal.
+    if !matches!(&cli.command, Commands::Run(args) if cli::run::opens_console(args)) {
+        init_tracing();
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -16,6 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Commands::Run(_))
+        && let Err(e) = taskdeck::exec::guardian::install()
+    {
+        // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
+        eprintln!("taskdeck: cannot start the process guardian ({e}); continuing without it");
+    }
     let result = match cli.command {
         Commands::Run(args) => cli::run::run(args, config),
         Commands::Validate(args) => cli::validate::run(args, &config),
@@ -28,4 +38,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// taskdeck's own diagnostics (`TASKDECK_LOG=debug`, default `warn`) go to stderr, never to
+/// stdout where progress and reports go.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

@@ -40,7 +40,7 @@ fn invalid_file_prints_diagnostics_and_exits_1() {
 }
 
 #[test]
-#[ignore = "needs spec::parse_str (branch spec); run with --ignored once it lands"]
+
 fn example_workflow_in_every_format() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/examples/demo.toml");
     for format in ["text", "dot", "mermaid", "json"] {

@@ -237,12 +237,13 @@ fn dot_quote(s: &str) -> String {
 
 fn dot(workflow: &Workflow, analysis: &Analysis) -> String {
     let (on, next) = critical_marks(workflow, analysis);
+    // Quote each id once: edges mention every task several times.
+    let quoted: Vec<String> = workflow.tasks.iter().map(|t| dot_quote(&t.id)).collect();
     let mut out = String::new();
     let _ = writeln!(out, "digraph {} {{", dot_quote(&workflow.name));
     out.push_str("  // edges point from a dependency to the task that needs it\n");
     out.push_str("  node [shape=box, fontname=\"Helvetica\"];\n");
-    for (i, task) in workflow.tasks.iter().enumerate() {
-        let q = dot_quote(&task.id);
+    for (i, q) in quoted.iter().enumerate() {
         if on[i] {
             let _ = writeln!(
                 out,
@@ -253,9 +254,11 @@ fn dot(workflow: &Workflow, analysis: &Analysis) -> String {
         }
     }
     for (i, task) in workflow.tasks.iter().enumerate() {
-        let to = dot_quote(&task.id);
+        let to = &quoted[i];
         for &dep in &task.needs {
-            let from = dot_quote(id(workflow, dep));
+            let Some(from) = quoted.get(dep as usize) else {
+                continue;
+            };
             if next.get(dep as usize).copied().flatten() == Some(i as TaskIdx) {
                 let _ = writeln!(out, "  {from} -> {to} [color=\"{CRITICAL}\", penwidth=2];");
             } else {

@@ -32,11 +32,20 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
-    if args.headless || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        runtime.block_on(headless(workflows, args, config))
-    } else {
-        runtime.block_on(console(workflows, args, config))
+    if opens_console(&args) {
+        return runtime.block_on(console(workflows, args, config));
     }
+    let code = runtime.block_on(headless(workflows, args, config))?;
+    // Every task process is gone (the engine shut down) and output is flushed; tearing down a
+    // state of 100,000 tasks piece by piece would take longer than the run, so let the OS
+    // reclaim it.
+    let _ = std::io::stdout().flush();
+    std::process::exit(code.into())
+}
+
+/// Whether `taskdeck run` opens the console: not `--headless`, and stdout is a terminal.
+pub fn opens_console(args: &RunArgs) -> bool {
+    !args.headless && std::io::IsTerminal::is_terminal(&std::io::stdout())
 }
 
 /// The full-screen console over an embedded engine. Tracing goes to a file, never the screen.
@@ -61,14 +70,20 @@ async fn console(
     if let Some(path) = &args.report
         && let Ok(snapshot) = console.snapshot().await
     {
-        write_report(path, &snapshot, &runs)?;
+        let reports: Vec<Report> = runs
+            .iter()
+            .filter_map(|id| snapshot.run(id))
+            .map(Report::of)
+            .collect();
+        write_report(path, &reports)?;
     }
     console.shutdown().await;
     result
 }
 
-/// Sends tracing output to `<state dir>/taskdeck.log` (nowhere if that cannot be opened).
-fn log_to_file() {
+/// Sends tracing output to `<state dir>/taskdeck.log` (nowhere if that cannot be opened): under
+/// the console nothing may write to the terminal. `main` leaves tracing alone in that case.
+pub fn log_to_file() {
     let dir = crate::paths::state_dir();
     let _ = std::fs::create_dir_all(&dir);
     let Ok(file) = std::fs::OpenOptions::new()
@@ -118,36 +133,56 @@ async fn headless(
     args: RunArgs,
     config: Config,
 ) -> color_eyre::Result<u8> {
-    let engine = EngineHandle::start(EngineOptions::from_config(config));
-    let mut sub = engine.subscribe(0).await?;
+    let mut opts = EngineOptions::from_config(config);
+    opts.auto_approve = args.auto_approve;
+    let engine = EngineHandle::start(opts);
+    // Quiet runs need no event stream: they wait for the end, which keeps huge runs cheap.
+    let mut sub = if args.quiet {
+        None
+    } else {
+        Some(engine.subscribe(0).await?)
+    };
     let multi = workflows.len() > 1;
     let mut runs: Vec<RunId> = Vec::new();
     for (wf, text) in workflows {
-        runs.push(engine.submit(wf, Some(text)).await?);
+        let name = wf.name.clone();
+        let n = wf.tasks.len();
+        let id = engine.submit(wf, Some(text)).await?;
+        if args.quiet {
+            println!("run {id} of `{name}`: {n} tasks");
+        }
+        runs.push(id);
     }
     let started = Instant::now();
-    let mut printer = Printer::new(multi, args.quiet);
+    let mut printer = Printer::new(multi);
     let mut finished: HashMap<RunId, RunState> = HashMap::new();
     let mut cancelling = false;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
     while finished.len() < runs.len() {
+        let next_event = async {
+            match sub.as_mut() {
+                Some(sub) => sub.next().await.map(Step::Event),
+                None => {
+                    let pending = runs.iter().find(|r| !finished.contains_key(*r))?;
+                    let state = engine.wait_finished(pending).await.ok()?;
+                    Some(Step::Finished(pending.clone(), state))
+                }
+            }
+        };
         tokio::select! {
-            ev = sub.next() => {
-                let Some(ev) = ev else { break };
-                printer.event(&ev);
-                match &ev.kind {
-                    EventKind::RunFinished { state } => {
-                        finished.insert(ev.run.clone(), *state);
+            step = next_event => {
+                match step {
+                    None => break,
+                    Some(Step::Finished(id, state)) => {
+                        finished.insert(id, state);
                     }
-                    EventKind::TaskAwaitingApproval { task } if args.auto_approve => {
-                        let task = printer.task_name(&ev.run, *task);
-                        let cmd = Command::Approve { run: ev.run.clone(), task };
-                        if let Err(e) = engine.command(cmd).await {
-                            eprintln!("taskdeck: cannot approve: {e}");
+                    Some(Step::Event(ev)) => {
+                        printer.event(&ev);
+                        if let EventKind::RunFinished { state } = &ev.kind {
+                            finished.insert(ev.run.clone(), *state);
                         }
                     }
-                    _ => {}
                 }
             }
             _ = interrupted(&mut term, &mut hup) => {
@@ -166,23 +201,38 @@ async fn headless(
         }
     }
     printer.flush();
-    let snapshot = engine.snapshot().await?;
-    let mut code = 0u8;
-    for id in &runs {
-        let Some(run) = snapshot.run(id) else {
-            continue;
-        };
-        print_summary(run, started.elapsed().as_secs_f64());
-        if run.state != RunState::Succeeded {
-            code = 1;
-        }
-    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let want_report = args.report.is_some();
+    let ids = runs.clone();
+    let (summaries, reports, failed) = engine
+        .inspect(move |st| {
+            let mut summaries = String::new();
+            let mut reports = Vec::new();
+            let mut failed = false;
+            for id in &ids {
+                let Some(run) = st.run(id) else { continue };
+                summaries.push_str(&summary(run, elapsed));
+                failed |= run.state != RunState::Succeeded;
+                if want_report {
+                    reports.push(Report::of(run));
+                }
+            }
+            (summaries, reports, failed)
+        })
+        .await?;
+    print!("{summaries}");
+    let code = u8::from(failed);
     if let Some(path) = &args.report {
-        write_report(path, &snapshot, &runs)?;
+        write_report(path, &reports)?;
         println!("report written to {}", path.display());
     }
     engine.shutdown().await.ok();
     Ok(code)
+}
+
+enum Step {
+    Event(std::sync::Arc<Event>),
+    Finished(RunId, RunState),
 }
 
 fn signal(
@@ -202,12 +252,7 @@ async fn interrupted(
     }
 }
 
-fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> color_eyre::Result<()> {
-    let reports: Vec<Report> = runs
-        .iter()
-        .filter_map(|id| state.run(id))
-        .map(Report::of)
-        .collect();
+fn write_report(path: &PathBuf, reports: &[Report]) -> color_eyre::Result<()> {
     let json = if reports.len() == 1 {
         serde_json::to_vec_pretty(&reports[0])
     } else {
@@ -218,7 +263,9 @@ fn write_report(path: &PathBuf, state: &EngineState, runs: &[RunId]) -> color_ey
         .wrap_err_with(|| format!("cannot write the report to {}", path.display()))
 }
 
-fn print_summary(run: &Run, secs: f64) {
+fn summary(run: &Run, secs: f64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let mut parts = Vec::new();
     for s in [
         TaskState::Succeeded,
@@ -234,7 +281,8 @@ fn print_summary(run: &Run, secs: f64) {
             parts.push(format!("{n} {s}"));
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "run {} ({}) {} in {secs:.2}s: {}",
         run.id,
         run.workflow.name,
@@ -248,11 +296,12 @@ fn print_summary(run: &Run, secs: f64) {
             TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
         ) {
             if shown == 10 {
-                println!("  …");
+                out.push_str("  …\n");
                 break;
             }
             shown += 1;
-            println!(
+            let _ = writeln!(
+                out,
                 "  {} {}: {}",
                 t.state,
                 run.workflow.tasks[i].id,
@@ -262,13 +311,15 @@ fn print_summary(run: &Run, secs: f64) {
     }
     for (g, gate) in run.gates.iter().zip(&run.workflow.gates) {
         let passed = g.results.iter().flatten().filter(|r| r.passed).count();
-        println!(
+        let _ = writeln!(
+            out,
             "  gate {}: {} ({passed}/{} checks passed)",
             gate.id,
             g.state.as_str(),
             gate.checks.len()
         );
     }
+    out
 }
 
 /// Turns events into progress lines. It folds events into its own mirror of the state, as every
@@ -276,12 +327,11 @@ fn print_summary(run: &Run, secs: f64) {
 struct Printer {
     mirror: EngineState,
     multi: bool,
-    quiet: bool,
     out: std::io::BufWriter<std::io::Stdout>,
 }
 
 impl Printer {
-    fn new(multi: bool, quiet: bool) -> Printer {
+    fn new(multi: bool) -> Printer {
         Printer {
             mirror: EngineState::new(
                 crate::engine::state::Limits {
@@ -291,32 +341,11 @@ impl Printer {
                 [],
             ),
             multi,
-            quiet,
             out: std::io::BufWriter::new(std::io::stdout()),
         }
     }
 
-    fn task_name(&self, run: &RunId, t: u32) -> String {
-        self.mirror
-            .run(run)
-            .map(|r| r.task_id(t).to_string())
-            .unwrap_or_default()
-    }
-
     fn event(&mut self, ev: &Event) {
-        if self.quiet {
-            // Only what the summary cannot show.
-            if let EventKind::RunSubmitted { workflow, .. } = &ev.kind {
-                let _ = writeln!(
-                    self.out,
-                    "run {} of `{}`: {} tasks",
-                    ev.run,
-                    workflow.name,
-                    workflow.tasks.len()
-                );
-            }
-            return;
-        }
         self.mirror.apply(ev);
         let Some(run) = self.mirror.run(&ev.run) else {
             return;

@@ -55,6 +55,9 @@ pub struct EngineOptions {
     pub log_dir: PathBuf,
     /// Private per-attempt directories (context and outputs files).
     pub work_dir: PathBuf,
+    /// Approve tasks as soon as they wait for approval (headless `--auto-approve`); the approval
+    /// is still recorded as an event.
+    pub auto_approve: bool,
 }
 
 impl EngineOptions {
@@ -64,6 +67,7 @@ impl EngineOptions {
             config: Arc::new(config),
             log_dir: state.join("logs"),
             work_dir: state.join("work"),
+            auto_approve: false,
         }
     }
 }
@@ -90,6 +94,13 @@ enum Request {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    WaitFinished {
+        run: RunId,
+        reply: oneshot::Sender<Result<RunState, EngineError>>,
+    },
+    Inspect {
+        f: Box<dyn FnOnce(&EngineState) + Send>,
     },
 }
 
@@ -159,6 +170,31 @@ impl EngineHandle {
             live,
             last_seq: from_seq,
         })
+    }
+
+    /// Runs `f` on the engine's state inside the actor and returns its result: reading a few
+    /// facts of a huge run this way costs far less than a whole `snapshot`.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EngineState) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        let f = Box::new(move |st: &EngineState| {
+            let _ = reply.send(f(st));
+        });
+        self.tx
+            .send(Request::Inspect { f })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Waits until `run` has finished and returns how it ended.
+    pub async fn wait_finished(&self, run: &RunId) -> Result<RunState, EngineError> {
+        self.ask(|reply| Request::WaitFinished {
+            run: run.clone(),
+            reply,
+        })
+        .await?
     }
 
     /// Cancels every unfinished run, stops all processes, and waits for them.
@@ -237,6 +273,7 @@ struct Actor {
     extras: HashMap<RunId, RunExtras>,
     logs: LogStore,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    finish_waiters: HashMap<RunId, Vec<oneshot::Sender<Result<RunState, EngineError>>>>,
 }
 
 impl Actor {
@@ -267,6 +304,7 @@ impl Actor {
             extras: HashMap::new(),
             logs,
             shutdown_waiters: Vec::new(),
+            finish_waiters: HashMap::new(),
         }
     }
 
@@ -355,6 +393,16 @@ impl Actor {
                 self.cancel_everything();
                 self.shutdown_waiters.push(reply);
             }
+            Request::Inspect { f } => f(&self.state),
+            Request::WaitFinished { run, reply } => match self.state.runs.get(&run) {
+                None => {
+                    let _ = reply.send(Err(EngineError::UnknownRun(run)));
+                }
+                Some(r) if r.state.is_terminal() => {
+                    let _ = reply.send(Ok(r.state));
+                }
+                Some(_) => self.finish_waiters.entry(run).or_default().push(reply),
+            },
         }
     }
 
@@ -395,6 +443,7 @@ impl Actor {
             },
         );
         self.system_log(&id, format!("run {id} of `{name}` started: {n} tasks"));
+        tracing::info!(run = %id, workflow = %name, tasks = n, "run submitted");
         Ok(id)
     }
 
@@ -430,6 +479,7 @@ impl Actor {
     }
 
     fn command(&mut self, cmd: Command) -> Result<(), EngineError> {
+        tracing::debug!(?cmd, "operator command");
         let run_id = cmd.run().clone();
         let run_state = self
             .state
@@ -516,7 +566,11 @@ impl Actor {
                         h.send(Control::Resume);
                         h.send(Control::Cancel);
                     }
-                    None => self.emit(run_id, EventKind::TaskCancelled { task: t }),
+                    None => {
+                        self.emit(run_id, EventKind::TaskCancelled { task: t });
+                        // A validating task's gates cannot pass now: stop their checks.
+                        self.stop_idle_gate_checks(run_id);
+                    }
                 }
             }
             Command::RetryTask { .. } => {
@@ -533,9 +587,23 @@ impl Actor {
                         "cannot retry `{name}`: it is {s} (only failed or cancelled tasks can be retried; use re-run to run a finished task again)"
                     ));
                 }
+                if let Some(n) = run.dead_need(t) {
+                    return refuse(format!(
+                        "cannot retry `{name}`: its upstream `{}` is {}; retry or re-run that first",
+                        run.task_id(n),
+                        run.tasks[n as usize].state
+                    ));
+                }
                 self.emit(run_id, EventKind::TaskRetried { task: t });
             }
             Command::RerunFrom { .. } => {
+                if let Some(n) = run.dead_need(t) {
+                    return refuse(format!(
+                        "cannot re-run from `{name}`: its upstream `{}` is {}; retry or re-run that first",
+                        run.task_id(n),
+                        run.tasks[n as usize].state
+                    ));
+                }
                 // Nothing downstream (or the task itself) may be mid-attempt.
                 let mut stack = vec![t];
                 let mut seen = std::collections::HashSet::new();
@@ -553,6 +621,7 @@ impl Actor {
                     stack.extend(run.index.dependents[x as usize].iter().copied());
                 }
                 self.emit(run_id, EventKind::TaskRerun { task: t });
+                self.stop_idle_gate_checks(run_id);
             }
             Command::Approve { .. } => {
                 let needs_approval = run.workflow.tasks[t as usize].approval;
@@ -616,6 +685,24 @@ impl Actor {
             }
         }
         self.system_log(run_id, "cancel requested: stopping running tasks".into());
+    }
+
+    /// Cancels running checks of gates of `run_id` that are no longer checking.
+    fn stop_idle_gate_checks(&self, run_id: &RunId) {
+        let Some(run) = self.state.runs.get(run_id) else {
+            return;
+        };
+        for (k, h) in &self.handles {
+            if let Purpose::GateCheck { gate, .. } = k.purpose
+                && &k.run == run_id
+                && run
+                    .gates
+                    .get(gate as usize)
+                    .is_none_or(|g| g.state != GateState::Checking)
+            {
+                h.send(Control::Cancel);
+            }
+        }
     }
 
     fn cancel_everything(&mut self) {
@@ -714,8 +801,16 @@ impl Actor {
             match verdict {
                 Ok(true) if needs_approval => {
                     let name = run.task_id(t).to_string();
-                    self.system_log(id, format!("`{name}` is waiting for approval"));
                     self.emit(id, EventKind::TaskAwaitingApproval { task: t });
+                    if self.opts.auto_approve {
+                        self.system_log(
+                            id,
+                            format!("`{name}` approved automatically (--auto-approve)"),
+                        );
+                        self.emit(id, EventKind::TaskApproved { task: t });
+                    } else {
+                        self.system_log(id, format!("`{name}` is waiting for approval"));
+                    }
                 }
                 Ok(true) => self.emit(id, EventKind::TaskConditionPassed { task: t }),
                 Ok(false) => self.emit(
@@ -809,6 +904,10 @@ impl Actor {
                 },
             );
             if let Some(line) = line {
+                let line = match self.extras.get(&run_id) {
+                    Some(e) => e.redactor.redact(&line).into_owned(),
+                    None => line,
+                };
                 self.logs.push(&key, LogStream::Stdout, line);
             }
             self.finish_task_attempt(&key, result);
@@ -958,7 +1057,14 @@ impl Actor {
                     .get(&key.run)
                     .and_then(|e| e.gate_round.get(&gate))
                     .is_some_and(|r| *r == key.attempt);
-                if !current {
+                // A gate that stopped checking (its task was cancelled, the run ended) takes
+                // no more results: nothing about a run may follow its RunFinished.
+                let checking = self.state.runs.get(&key.run).is_some_and(|r| {
+                    r.gates
+                        .get(gate as usize)
+                        .is_some_and(|g| g.state == GateState::Checking)
+                });
+                if !current || !checking {
                     return;
                 }
                 let mut message = result.error.clone();
@@ -1274,6 +1380,10 @@ impl Actor {
         {
             return;
         }
+        // Gate checks being stopped still run: the run ends once its processes are gone.
+        if self.handles.keys().any(|k| &k.run == id) {
+            return;
+        }
         let state = if run.cancel_requested {
             RunState::Cancelled
         } else if run.has_failures() {
@@ -1301,8 +1411,12 @@ impl Actor {
             run.count(TaskState::Blocked),
             run.count(TaskState::Cancelled)
         );
+        tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
         self.emit(id, EventKind::RunFinished { state });
+        for w in self.finish_waiters.remove(id).unwrap_or_default() {
+            let _ = w.send(Ok(state));
+        }
     }
 
     fn compensate(&mut self, id: &RunId, t: TaskIdx) {

@@ -57,6 +57,13 @@ pub fn choose(
     t: TaskIdx,
     candidates: &[Arc<str>],
 ) -> Option<Arc<str>> {
+    if let [only] = candidates {
+        // One possible agent: nothing to score.
+        return agents
+            .get(only)
+            .filter(|a| a.free_slots() > 0)
+            .map(|_| only.clone());
+    }
     let task = &run.tasks[t as usize];
     // After a failed attempt, avoid the agent it failed on when another can take the task.
     let avoid = task

@@ -375,6 +375,40 @@ impl Run {
             || (s == TaskState::Failed && self.workflow.tasks[t as usize].continue_on_failure)
     }
 
+    /// A need of `t` that has finished without satisfying it (so `t` can never run), if any.
+    pub fn dead_need(&self, t: TaskIdx) -> Option<TaskIdx> {
+        self.workflow.tasks[t as usize]
+            .needs
+            .iter()
+            .copied()
+            .find(|n| self.tasks[*n as usize].state.is_terminal() && !self.satisfies(*n))
+    }
+
+    /// After a reset: a pending task with a dead need ends blocked (or skipped) at once, with
+    /// its pending dependents, as it would have the first time.
+    fn settle_dead_needs(&mut self, t: TaskIdx) {
+        if self.tasks[t as usize].state != TaskState::Pending {
+            return;
+        }
+        let Some(n) = self.dead_need(t) else {
+            return;
+        };
+        let (state, why) = if self.tasks[n as usize].state == TaskState::Skipped {
+            (
+                TaskState::Skipped,
+                format!("upstream `{}` was skipped", self.task_id(n)),
+            )
+        } else {
+            (
+                TaskState::Blocked,
+                format!("upstream `{}` did not succeed", self.task_id(n)),
+            )
+        };
+        self.set_state(t, state);
+        self.tasks[t as usize].reason = Some(why.clone());
+        self.propagate_down(t, state, &why);
+    }
+
     fn recount_unmet(&mut self, t: TaskIdx) {
         let needs = &self.workflow.tasks[t as usize].needs;
         let unmet = needs.iter().filter(|n| !self.satisfies(**n)).count() as u32;
@@ -551,7 +585,11 @@ impl EngineState {
                 let spec = &run.workflow.tasks[t as usize];
                 add_resources(&mut self.pool_used, &spec.resources);
                 for l in &spec.locks {
-                    self.locks.insert(l.clone(), (ev.run.clone(), t));
+                    // Never take over a held lock: a task failed at assignment (a `when` that
+                    // cannot be evaluated) would release it on another's behalf.
+                    self.locks
+                        .entry(l.clone())
+                        .or_insert_with(|| (ev.run.clone(), t));
                 }
                 if let Some(a) = self.agents.get_mut(agent) {
                     a.slots_used += 1;
@@ -559,8 +597,14 @@ impl EngineState {
             }
             EventKind::TaskStarted { task, pid, .. } => {
                 let t = *task;
-                if run.tasks[t as usize].state == TaskState::Assigned {
+                let task = &mut run.tasks[t as usize];
+                if task.state == TaskState::Assigned {
                     run.set_state(t, TaskState::Running);
+                } else if task.state == TaskState::Paused
+                    && task.paused_from == Some(TaskState::Assigned)
+                {
+                    // Started while paused (the executor stops it at once): resume to running.
+                    task.paused_from = Some(TaskState::Running);
                 }
                 if let Some(a) = run.tasks[t as usize].attempts.last_mut() {
                     a.started_at = Some(now);
@@ -634,8 +678,15 @@ impl EngineState {
                 if let Some(at) = run.tasks[t as usize].retry_at.take() {
                     self.timers.remove(&(at, ev.run.clone(), t));
                 }
-                if task_state == TaskState::RetryWait {
-                    run.push_ready(t);
+                match task_state {
+                    TaskState::RetryWait => run.push_ready(t),
+                    // Due while paused: it is ready once resumed (the timer is gone).
+                    TaskState::Paused
+                        if run.tasks[t as usize].paused_from == Some(TaskState::RetryWait) =>
+                    {
+                        run.tasks[t as usize].paused_from = Some(TaskState::Ready);
+                    }
+                    _ => {}
                 }
             }
             EventKind::TaskConditionPassed { task } => {
@@ -713,7 +764,18 @@ impl EngineState {
                                     run.gates[g as usize].state = GateState::Pending;
                                 }
                             }
-                            run.note_validating(t);
+                            // Paused while its gates ran, and they passed meanwhile: done.
+                            let passed = run.index.gates_of[t as usize].iter().all(|g| {
+                                matches!(
+                                    run.gates[*g as usize].state,
+                                    GateState::Passed | GateState::Warned
+                                )
+                            });
+                            if passed {
+                                run.succeed(t, now);
+                            } else {
+                                run.note_validating(t);
+                            }
                         }
                         other => run.set_state(t, other),
                     }
@@ -722,8 +784,14 @@ impl EngineState {
             EventKind::TaskApproved { task } => {
                 let t = *task;
                 run.tasks[t as usize].approved = true;
-                if run.tasks[t as usize].state == TaskState::WaitingApproval {
+                let task = &mut run.tasks[t as usize];
+                if task.state == TaskState::WaitingApproval {
                     run.push_ready(t);
+                } else if task.state == TaskState::Paused
+                    && task.paused_from == Some(TaskState::WaitingApproval)
+                {
+                    // Approved while paused: it is ready once resumed.
+                    task.paused_from = Some(TaskState::Ready);
                 }
             }
             EventKind::TaskRetried { task } => {
@@ -732,13 +800,21 @@ impl EngineState {
                 run.reset_task(t);
                 // Its blocked (or gate-failed) dependents get another chance too.
                 let mut stack = run.index.dependents[t as usize].clone();
+                let mut reset = vec![t];
                 while let Some(d) = stack.pop() {
                     if run.tasks[d as usize].state == TaskState::Blocked {
                         run.reset_task(d);
+                        reset.push(d);
                         stack.extend(run.index.dependents[d as usize].iter().copied());
                     }
                 }
-                if run.tasks[t as usize].unmet == 0 {
+                // Those with another failed upstream stay blocked.
+                for x in reset {
+                    run.settle_dead_needs(x);
+                }
+                if run.tasks[t as usize].state == TaskState::Pending
+                    && run.tasks[t as usize].unmet == 0
+                {
                     run.on_unblocked(t);
                 }
             }
@@ -759,11 +835,19 @@ impl EngineState {
                 order.sort_by_key(|x| Reverse(run.index.rank[*x as usize]));
                 for x in &order {
                     if !run.tasks[*x as usize].state.is_active() {
+                        // A task waiting for its retry starts over: its timer must not fire.
+                        if let Some(at) = run.tasks[*x as usize].retry_at {
+                            self.timers.remove(&(at, ev.run.clone(), *x));
+                        }
                         run.reset_task(*x);
                     }
                 }
                 for x in &order {
                     run.recount_unmet(*x);
+                }
+                // Those with a failed or skipped upstream outside the re-run end as before.
+                for x in &order {
+                    run.settle_dead_needs(*x);
                 }
                 for x in order {
                     if run.tasks[x as usize].state == TaskState::Pending
@@ -833,6 +917,8 @@ impl EngineState {
                                         run.tasks[t as usize].outputs.clear();
                                         run.tasks[t as usize].reason = Some(why.clone());
                                         run.push_ready(t);
+                                        // The new attempt is checked again.
+                                        run.gates[g].state = GateState::Pending;
                                     } else {
                                         run.fail_task(t, &why, now);
                                     }

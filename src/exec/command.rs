@@ -79,12 +79,12 @@ async fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
     let cwd = req.cwd.clone();
     let context = serde_json::to_vec(&req.context)
         .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
-    // Plain blocking file work, done in one hop off the runtime; the spawn itself stays here.
-    tokio::task::spawn_blocking(move || prepare_files(&dir, cwd.as_deref(), &context))
-        .await
-        .map_err(|e| format!("internal error preparing the attempt: {e}"))??;
+    // A directory and one small file on local disk: cheaper done here than a hop to the
+    // blocking pool and back, which costs two thread wake-ups per task.
+    prepare_files(&dir, cwd.as_deref(), &context)?;
 
-    let mut cmd = command(&invocation);
+    let path_override = req.env.iter().any(|(k, _)| k == "PATH");
+    let mut cmd = command(&invocation, path_override);
     let context_path = req.attempt_dir.join(CONTEXT_FILE);
     let output_path = req.attempt_dir.join(OUTPUT_FILE);
     cmd.stdin(Stdio::null())
@@ -99,19 +99,32 @@ async fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
     if let Some(cwd) = &req.cwd {
         cmd.current_dir(cwd);
     }
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-    unsafe {
-        cmd.pre_exec(move || child_setup(parent));
+    if super::guardian::installed() {
+        // The guardian kills the group if taskdeck dies, so no `pre_exec` hook is needed and
+        // the spawn can take the fast `posix_spawn` path.
+        cmd.process_group(0);
+    } else {
+        let parent = std::process::id();
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(move || child_setup(parent));
+        }
     }
     cmd.spawn()
         .map_err(|e| cannot_start(invocation.program(), &e))
 }
 
-fn command(invocation: &Invocation) -> Command {
+fn command(invocation: &Invocation, path_override: bool) -> Command {
     match invocation {
         Invocation::Direct { program, args } => {
-            let mut c = Command::new(program);
+            // Resolving the program here once (and remembering it) spares the child a walk of
+            // every PATH entry with a failing exec each; a task that sets its own PATH walks it.
+            let resolved = if path_override {
+                None
+            } else {
+                resolve_program(program)
+            };
+            let mut c = Command::new(resolved.as_deref().unwrap_or(Path::new(program)));
             c.args(args);
             c
         }
@@ -121,6 +134,37 @@ fn command(invocation: &Invocation) -> Command {
             c
         }
     }
+}
+
+/// Finds a bare program name on taskdeck's own PATH, remembering hits. Names with a `/` and
+/// misses are left to the normal exec search (which reports the error).
+fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::sync::{LazyLock, Mutex};
+
+    static CACHE: LazyLock<Mutex<HashMap<String, PathBuf>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    if program.contains('/') || program.is_empty() {
+        return None;
+    }
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Ok(cache) = CACHE.lock()
+        && let Some(p) = cache.get(program)
+        && executable(p)
+    {
+        return Some(p.clone());
+    }
+    let found = std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_absolute() && executable(p))?;
+    if let Ok(mut cache) = CACHE.lock() {
+        cache.insert(program.to_string(), found.clone());
+    }
+    Some(found)
 }
 
 /// In the child before exec: lead a new process group (so the whole tree can be signalled) and,

@@ -1,5 +1,5 @@
-//! Signals to a task's process group. Every command task leads its own group (set up in
-//! `pre_exec`), so signalling `-pgid` reaches its children and grandchildren too.
+//! Signals to a task's process group. Every command task leads its own group (set at spawn),
+//! so signalling `-pgid` reaches its children and grandchildren too.
 
 use std::time::Duration;
 
@@ -53,7 +53,9 @@ pub struct KillOnDrop {
 }
 
 impl KillOnDrop {
+    /// Also tells the guardian (if any) about the group, so it dies with taskdeck.
     pub fn new(pgid: u32) -> Self {
+        super::guardian::register(pgid);
         KillOnDrop { pgid }
     }
 }
@@ -61,6 +63,7 @@ impl KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         signal(self.pgid, libc::SIGKILL);
+        super::guardian::unregister(self.pgid);
     }
 }
 

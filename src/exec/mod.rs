@@ -5,6 +5,7 @@ mod builtin;
 mod cmdline;
 mod command;
 mod group;
+pub mod guardian;
 mod lines;
 mod outputs;
 

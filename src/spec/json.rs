@@ -13,14 +13,31 @@ pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Node<'a>> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         let offset = offset_of(text, e.line(), e.column());
         let full = e.to_string();
-        let message = match full.rfind(" at line ") {
+        let mut message = match full.rfind(" at line ") {
             Some(i) => full[..i].to_string(),
             None => full,
         };
+        // serde_json calls `{"a": 1, }` a bad key; say what it is.
+        let before = text.get(..offset).unwrap_or("").trim_end();
+        if before.ends_with(',')
+            && text
+                .get(offset..)
+                .is_some_and(|r| r.starts_with(['}', ']']))
+        {
+            message = "trailing comma".into();
+        }
         problems.push(
             offset..offset + 1,
             format!("JSON syntax error: {message}"),
             "fix the JSON syntax here (no trailing commas or comments; keys in double quotes)",
+        );
+        return None;
+    }
+    if let Some(at) = too_deep(text) {
+        problems.push(
+            at..at + 1,
+            format!("JSON nested more than {MAX_DEPTH} levels deep"),
+            "a workflow needs only a few levels; flatten this value",
         );
         return None;
     }
@@ -32,6 +49,37 @@ pub fn parse<'a>(text: &'a str, problems: &mut Problems) -> Option<Node<'a>> {
     };
     s.ws();
     Some(s.value())
+}
+
+/// Deeper nesting is refused before the recursive scan, so no input can overflow the stack.
+const MAX_DEPTH: usize = 128;
+
+/// Offset of the first bracket nested deeper than `MAX_DEPTH`, if any (the text is valid JSON).
+fn too_deep(text: &str) -> Option<usize> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (i, b) in text.bytes().enumerate() {
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Byte offset of serde_json's 1-based line and (byte) column.
@@ -255,6 +303,20 @@ mod tests {
         let mut p = Problems::default();
         parse(&text, &mut p);
         assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let text = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let mut p = Problems::default();
+        assert!(parse(&text, &mut p).is_none());
+        assert_eq!(p.len(), 1);
+        let ok = format!(
+            "{{\"a\": {}{}, \"s\": \"[[[\\\"\"}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(!parse_ok(&ok).span.is_empty());
     }
 
     #[test]

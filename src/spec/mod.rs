@@ -15,6 +15,8 @@ mod source;
 mod suggest;
 mod task;
 mod template_ref;
+#[cfg(test)]
+mod tests;
 mod toml_front;
 mod types;
 mod validate;

@@ -8,7 +8,9 @@ use super::decode::Dec;
 use super::node::{Entry, Node, Span, Val};
 use super::task::{self, RawTask};
 use super::template_ref::TemplateRef;
-use super::{AgentKind, AgentSpec, CheckKind, CheckSpec, GateLevel, OnFail, SecretSource};
+use super::{
+    AgentKind, AgentSpec, CheckKind, CheckSpec, GateLevel, OnFail, SecretSource, TaskSpec,
+};
 
 const TOP_KEYS: &[&str] = &[
     "name",
@@ -45,6 +47,8 @@ pub struct RawWorkflow<'n> {
     pub context: Map<String, Value>,
     pub secrets: IndexMap<String, SecretSource>,
     pub agents: Vec<RawAgent<'n>>,
+    /// Decoded task specs, parallel to `tasks`.
+    pub specs: Vec<TaskSpec>,
     pub tasks: Vec<RawTask<'n>>,
     pub gates: Vec<RawGate<'n>>,
     /// Set when the file has no `tasks` table at all.
@@ -80,6 +84,7 @@ pub fn decode<'n>(dec: &mut Dec<'_>, root: &'n Node<'_>) -> RawWorkflow<'n> {
         context: Map::new(),
         secrets: IndexMap::new(),
         agents: Vec::new(),
+        specs: Vec::new(),
         tasks: Vec::new(),
         gates: Vec::new(),
         no_tasks_at: None,
@@ -136,7 +141,13 @@ pub fn decode<'n>(dec: &mut Dec<'_>, root: &'n Node<'_>) -> RawWorkflow<'n> {
                 saw_tasks = true;
                 if let Some(t) = dec.table(v, "tasks", "a table of tasks ([tasks.ID])") {
                     w.tasks.reserve(t.len());
-                    w.tasks.extend(t.iter().map(|e| task::decode(dec, e)));
+                    w.specs.reserve(t.len());
+                    for e in t {
+                        w.specs.push(task::new_spec(&e.key));
+                        if let Some(spec) = w.specs.last_mut() {
+                            w.tasks.push(task::decode(dec, e, spec));
+                        }
+                    }
                 }
             }
             "gates" => {

@@ -39,7 +39,17 @@ pub fn render(d: &Diagnostic, source: Option<&str>) -> String {
         let line = line.trim_end_matches('\r');
         let num = d.line.to_string();
         let pad = " ".repeat(num.len());
-        let col = d.column.saturating_sub(1);
+        let mut col = d.column.saturating_sub(1);
+        // Very long lines (generated files) show a window around the column.
+        let window: String;
+        let line = if line.chars().count() > MAX_SHOWN {
+            let start = col.saturating_sub(MAX_SHOWN / 3);
+            window = line.chars().skip(start).take(MAX_SHOWN).collect();
+            col -= start;
+            window.as_str()
+        } else {
+            line
+        };
         let indent: String = line
             .chars()
             .take(col)
@@ -67,6 +77,9 @@ pub fn render(d: &Diagnostic, source: Option<&str>) -> String {
     }
     out
 }
+
+/// Longest source line shown in full.
+const MAX_SHOWN: usize = 160;
 
 /// Width (in characters) of the token starting a text: a quoted string, a bracketed header
 /// or a bare word; at least 1.

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::decode::Dec;
 use super::node::{Entry, Node, Span, Val};
 use super::scalars;
 use super::template_ref::TemplateRef;
-use super::{Action, Backoff, Resources, RetryPolicy};
+use super::{Action, Backoff, Builtin, Resources, RetryPolicy, TaskSpec};
 
 pub const TASK_KEYS: &[&str] = &[
     "run",
@@ -44,62 +43,54 @@ pub struct Axis<'n> {
     pub values: Vec<(Value, Span)>,
 }
 
+/// Where a decoded task's parts are in the file and what is left to resolve. Its `TaskSpec`
+/// is decoded into a parallel vector that becomes `Workflow::tasks` as is (no copy of 100,000
+/// large structs); rare parts live in `extra`, boxed only when used.
 #[derive(Debug, Clone)]
 pub struct RawTask<'n> {
     pub id: &'n str,
     pub id_span: Span,
-    pub action: Option<Action>,
+    /// False when the action is missing or invalid (then the spec's action is a placeholder).
+    pub has_action: bool,
     pub needs: Vec<(&'n str, Span)>,
-    pub requires: Vec<String>,
-    pub agent: Option<(&'n str, Span)>,
-    pub priority: u8,
-    pub timeout: Option<Duration>,
-    pub retry: RetryPolicy,
-    pub resources: Option<(Resources, Span)>,
-    pub locks: Vec<String>,
+    pub extra: Option<Box<TaskExtra<'n>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskExtra<'n> {
+    pub agent_span: Option<Span>,
     pub when: Option<(&'n str, Span)>,
-    pub approval: bool,
-    pub reads: Option<Vec<(&'n str, Span)>>,
-    pub env: IndexMap<String, String>,
-    pub cwd: Option<String>,
-    pub continue_on_failure: bool,
-    /// `None` without `matrix`; `Some(axes)` with it (axes may be empty after errors).
+    pub reads: Vec<(&'n str, Span)>,
+    pub resources_span: Option<Span>,
+    /// `Some` with `matrix` (axes may be empty after errors).
     pub matrix: Option<(Vec<Axis<'n>>, Span)>,
-    pub compensate: Option<String>,
     pub templates: Vec<TemplateRef<'n>>,
 }
 
+/// A task spec with defaults; `base`, `needs` and `matrix` are filled in by `validate`.
+pub fn new_spec(id: &str) -> TaskSpec {
+    let mut spec = TaskSpec::new(id, Action::Builtin(Builtin::Noop));
+    spec.base = String::new();
+    spec
+}
+
 impl<'n> RawTask<'n> {
-    fn new(id: &'n str, id_span: Span) -> Self {
-        RawTask {
-            id,
-            id_span,
-            action: None,
-            needs: Vec::new(),
-            requires: Vec::new(),
-            agent: None,
-            priority: 5,
-            timeout: None,
-            retry: RetryPolicy::default(),
-            resources: None,
-            locks: Vec::new(),
-            when: None,
-            approval: false,
-            reads: None,
-            env: IndexMap::new(),
-            cwd: None,
-            continue_on_failure: false,
-            matrix: None,
-            compensate: None,
-            templates: Vec::new(),
-        }
+    pub fn extra_mut(&mut self) -> &mut TaskExtra<'n> {
+        self.extra.get_or_insert_with(Box::default)
     }
 }
 
-/// Decodes one task table (`entry` is `ID = { ... }`).
-pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>) -> RawTask<'n> {
-    let mut t = RawTask::new(&entry.key, entry.key_span.clone());
-    let Some(fields) = dec.table(&entry.value, &format!("tasks.{}", entry.key), "a table") else {
+/// Decodes one task table (`entry` is `ID = { ... }`) into `spec` (from [`new_spec`]).
+pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>, spec: &mut TaskSpec) -> RawTask<'n> {
+    let mut t = RawTask {
+        id: &entry.key,
+        id_span: entry.key_span.clone(),
+        has_action: false,
+        needs: Vec::new(),
+        extra: None,
+    };
+    let Val::Table(fields) = &entry.value.val else {
+        dec.wrong_type(&entry.value, &format!("tasks.{}", entry.key), "a table", "");
         return t;
     };
     let mut action_key: Option<&str> = None;
@@ -120,14 +111,15 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>) -> RawTask<'n> {
                     continue;
                 }
                 action_key = Some(key);
-                decode_action(dec, &mut t, key, v);
+                decode_action(dec, &mut t, spec, key, v);
             }
             "needs" => t.needs = dec.str_list(v, key, "task id"),
-            "requires" => t.requires = owned(dec.str_list(v, key, "capability")),
+            "requires" => spec.requires = owned(dec.str_list(v, key, "capability")),
             "agent" => {
-                t.agent = dec
-                    .str(v, key, "an agent name")
-                    .map(|s| (s, v.span.clone()))
+                if let Some(s) = dec.str(v, key, "an agent name") {
+                    spec.agent = Some(s.to_string());
+                    t.extra_mut().agent_span = Some(v.span.clone());
+                }
             }
             "priority" => {
                 let p = match &v.val {
@@ -139,13 +131,13 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>) -> RawTask<'n> {
                     }
                 };
                 match p {
-                    Ok(p) => t.priority = p,
+                    Ok(p) => spec.priority = p,
                     Err(b) => dec.push(v.span.clone(), b.message, b.hint),
                 }
             }
             "timeout" => {
-                t.timeout = duration(dec, v, key);
-                if t.timeout == Some(Duration::ZERO) {
+                spec.timeout = duration(dec, v, key);
+                if spec.timeout == Some(Duration::ZERO) {
                     dec.push(
                         v.span.clone(),
                         "`timeout` is zero, so every attempt would time out at once",
@@ -155,31 +147,47 @@ pub fn decode<'n>(dec: &mut Dec<'_>, entry: &'n Entry<'_>) -> RawTask<'n> {
             }
             "retry" => {
                 if let Some(r) = retry(dec, v) {
-                    t.retry = r;
+                    spec.retry = r;
                 }
             }
-            "resources" => t.resources = resources(dec, v).map(|r| (r, v.span.clone())),
-            "locks" => t.locks = owned(dec.str_list(v, key, "lock name")),
-            "when" => {
-                t.when = dec
-                    .str(v, key, "a CEL expression (a string)")
-                    .map(|s| (s, v.span.clone()))
+            "resources" => {
+                if let Some(r) = resources(dec, v) {
+                    spec.resources = r;
+                    t.extra_mut().resources_span = Some(v.span.clone());
+                }
             }
-            "approval" => t.approval = dec.bool(v, key).unwrap_or(false),
-            "reads" => t.reads = Some(dec.str_list(v, key, "context pattern")),
-            "env" => t.env = dec.str_map(v, key, Some(&mut t.templates)),
+            "locks" => spec.locks = owned(dec.str_list(v, key, "lock name")),
+            "when" => {
+                if let Some(s) = dec.str(v, key, "a CEL expression (a string)") {
+                    spec.when = Some(s.to_string());
+                    t.extra_mut().when = Some((s, v.span.clone()));
+                }
+            }
+            "approval" => spec.approval = dec.bool(v, key).unwrap_or(false),
+            "reads" => {
+                let reads = dec.str_list(v, key, "context pattern");
+                spec.reads = Some(owned(reads.clone()));
+                t.extra_mut().reads = reads;
+            }
+            "env" => {
+                let mut templates = Vec::new();
+                spec.env = dec.str_map(v, key, Some(&mut templates));
+                if !templates.is_empty() {
+                    t.extra_mut().templates.extend(templates);
+                }
+            }
             "cwd" => {
                 if let Some(s) = dec.str(v, key, "a directory (a string)") {
-                    TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
-                    t.cwd = Some(s.to_string());
+                    t.template(key, s, v.span.clone());
+                    spec.cwd = Some(s.to_string());
                 }
             }
-            "continue_on_failure" => t.continue_on_failure = dec.bool(v, key).unwrap_or(false),
-            "matrix" => t.matrix = Some((matrix(dec, v), v.span.clone())),
+            "continue_on_failure" => spec.continue_on_failure = dec.bool(v, key).unwrap_or(false),
+            "matrix" => t.extra_mut().matrix = Some((matrix(dec, v), v.span.clone())),
             "compensate" => {
                 if let Some(s) = dec.str(v, key, "a command line (a string)") {
-                    TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
-                    t.compensate = Some(s.to_string());
+                    t.template(key, s, v.span.clone());
+                    spec.compensate = Some(s.to_string());
                 }
             }
             _ => dec.unknown_key(e, TASK_KEYS, "a task"),
@@ -199,7 +207,13 @@ fn owned(list: Vec<(&str, Span)>) -> Vec<String> {
     list.into_iter().map(|(s, _)| s.to_string()).collect()
 }
 
-fn decode_action<'n>(dec: &mut Dec<'_>, t: &mut RawTask<'n>, key: &str, v: &'n Node<'_>) {
+fn decode_action<'n>(
+    dec: &mut Dec<'_>,
+    t: &mut RawTask<'n>,
+    spec: &mut TaskSpec,
+    key: &str,
+    v: &'n Node<'_>,
+) {
     let expected = match key {
         "run" => "a command line (a string)",
         "prompt" => "a prompt (a string)",
@@ -216,19 +230,19 @@ fn decode_action<'n>(dec: &mut Dec<'_>, t: &mut RawTask<'n>, key: &str, v: &'n N
         );
         return;
     }
-    t.action = match key {
+    let action = match key {
         "run" => {
-            TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+            t.template(key, s, v.span.clone());
             Some(Action::Run(s.to_string()))
         }
         "prompt" => {
-            TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+            t.template(key, s, v.span.clone());
             Some(Action::Prompt(s.to_string()))
         }
         _ => match scalars::builtin(s) {
             Ok(b) => {
-                if matches!(b, super::Builtin::Echo(_)) {
-                    TemplateRef::queue(&mut t.templates, key, s, v.span.clone());
+                if matches!(b, Builtin::Echo(_)) {
+                    t.template(key, s, v.span.clone());
                 }
                 Some(Action::Builtin(b))
             }
@@ -238,6 +252,19 @@ fn decode_action<'n>(dec: &mut Dec<'_>, t: &mut RawTask<'n>, key: &str, v: &'n N
             }
         },
     };
+    if let Some(a) = action {
+        spec.action = a;
+        t.has_action = true;
+    }
+}
+
+impl<'n> RawTask<'n> {
+    /// Queues `src` for template checks if it has template syntax.
+    fn template(&mut self, field: &str, src: &'n str, span: Span) {
+        if crate::template::is_template(src) {
+            TemplateRef::queue(&mut self.extra_mut().templates, field, src, span);
+        }
+    }
 }
 
 fn duration(dec: &mut Dec<'_>, v: &Node<'_>, field: &str) -> Option<Duration> {

@@ -245,6 +245,34 @@ pub struct TaskSpec {
     pub compensate: Option<String>,
 }
 
+impl TaskSpec {
+    /// A task with every optional field at its default (no needs, priority normal, one attempt).
+    pub fn new(id: impl Into<String>, action: Action) -> TaskSpec {
+        let id = id.into();
+        TaskSpec {
+            base: id.clone(),
+            id,
+            matrix: IndexMap::new(),
+            action,
+            needs: Vec::new(),
+            requires: Vec::new(),
+            agent: None,
+            priority: 5,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            resources: Resources::default(),
+            locks: Vec::new(),
+            when: None,
+            approval: false,
+            reads: None,
+            env: IndexMap::new(),
+            cwd: None,
+            continue_on_failure: false,
+            compensate: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateLevel {

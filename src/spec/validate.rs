@@ -22,36 +22,56 @@ use super::task::RawTask;
 use super::{AgentSpec, GateSpec, TaskIdx, TaskSpec, Workflow};
 use crate::config::Config;
 
+/// A matrix instance: its id and its values.
+type Combo = (String, IndexMap<String, Value>);
+
 /// Where each task id and matrix base lives in the expanded task list.
 struct Index<'n> {
     /// Table key -> its instances (one for a plain task, contiguous for a matrix).
     base: HashMap<&'n str, Range<TaskIdx>>,
     /// Matrix instance id -> index.
     instance: HashMap<String, TaskIdx>,
+    /// Per table (file order): its instances.
+    ranges: Vec<Range<TaskIdx>>,
+    /// Per matrix table: its instances' ids and values.
+    combos: HashMap<usize, Vec<Combo>>,
 }
 
 impl Index<'_> {
     fn resolve(&self, name: &str) -> Option<Range<TaskIdx>> {
-        self.base
-            .get(name)
-            .cloned()
-            .or_else(|| self.instance.get(name).map(|&i| i..i + 1))
+        match self.base.get(name) {
+            Some(r) => Some(r.clone()),
+            None if self.instance.is_empty() => None,
+            None => self.instance.get(name).map(|&i| i..i + 1),
+        }
     }
 
     fn exists(&self, name: &str) -> bool {
         self.base.contains_key(name) || self.instance.contains_key(name)
     }
 
-    /// A suggestion for a misspelled id (bounded work: only the first unknown names get one).
+    /// A suggestion for a misspelled id.
     fn suggest(&self, name: &str) -> Option<String> {
         suggest::did_you_mean(name, self.base.keys().copied())
     }
-}
 
-struct Instance {
-    raw: usize,
-    id: String,
-    matrix: IndexMap<String, Value>,
+    /// The table an instance comes from.
+    fn raw_of(&self, idx: TaskIdx) -> usize {
+        self.ranges.partition_point(|r| r.end <= idx)
+    }
+
+    /// The id of an instance.
+    fn id<'t>(&'t self, idx: TaskIdx, tasks: &'t [RawTask<'_>]) -> &'t str {
+        let raw = self.raw_of(idx);
+        match (self.combos.get(&raw), self.ranges.get(raw)) {
+            (Some(c), Some(r)) => c.get((idx - r.start) as usize).map_or("?", |(id, _)| id),
+            _ => tasks.get(raw).map_or("?", |t| t.id),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.ranges.last().map_or(0, |r| r.end as usize)
+    }
 }
 
 /// At most this many "did you mean" searches over all ids (each is a scan of every id).
@@ -90,10 +110,10 @@ pub fn validate(
         }
     }
 
-    let (instances, index) = expand(&raw.tasks, problems);
+    let index = expand(&raw.tasks, problems);
     let mut suggestions = 0usize;
-    let needs = resolve_needs(&raw.tasks, &instances, &index, problems, &mut suggestions);
-    report_cycles(&raw.tasks, &instances, &index, &needs, problems);
+    let needs = resolve_needs(&raw.tasks, &index, problems, &mut suggestions);
+    report_cycles(&raw.tasks, &index, &needs, problems);
 
     let all_agents = agents::effective(
         config,
@@ -101,13 +121,11 @@ pub fn validate(
             .iter()
             .filter_map(|a| a.spec.as_ref().map(|s| (a.name, s))),
     );
-    check_agents(&raw.tasks, &all_agents, problems);
-    check_resources(&raw.tasks, config, problems);
+    check_agents(&raw.tasks, &raw.specs, &all_agents, problems);
+    check_resources(&raw.tasks, &raw.specs, config, problems);
 
     let mut cache = Cache::default();
-    check_refs(
-        &raw, &instances, &index, &needs, config, text, &mut cache, problems,
-    );
+    check_refs(&raw, &index, &needs, config, text, &mut cache, problems);
     let gates = resolve_gates(
         &raw.gates,
         &index,
@@ -121,19 +139,21 @@ pub fn validate(
     if !problems.is_empty() {
         return None;
     }
-    build(raw, instances, needs, gates, default_name)
+    build(raw, index, needs, gates, default_name)
 }
 
 /// Expands matrices in place and indexes every id.
-fn expand<'n>(tasks: &[RawTask<'n>], problems: &mut Problems) -> (Vec<Instance>, Index<'n>) {
-    let mut instances = Vec::with_capacity(tasks.len());
+fn expand<'n>(tasks: &[RawTask<'n>], problems: &mut Problems) -> Index<'n> {
     let mut index = Index {
         base: HashMap::with_capacity(tasks.len()),
         instance: HashMap::new(),
+        ranges: Vec::with_capacity(tasks.len()),
+        combos: HashMap::new(),
     };
+    let mut next: TaskIdx = 0;
     for (i, t) in tasks.iter().enumerate() {
-        let start = instances.len() as TaskIdx;
-        match &t.matrix {
+        let start = next;
+        match t.extra.as_ref().and_then(|x| x.matrix.as_ref()) {
             Some((axes, span)) if !axes.is_empty() => {
                 let n = matrix::count(axes);
                 if n > matrix::MAX_INSTANCES {
@@ -147,85 +167,79 @@ fn expand<'n>(tasks: &[RawTask<'n>], problems: &mut Problems) -> (Vec<Instance>,
                         "use fewer values, or split the work into separate tasks",
                     );
                 } else {
-                    for combo in matrix::expand(axes) {
-                        let id = matrix::instance_id(t.id, &combo);
-                        index
-                            .instance
-                            .insert(id.clone(), instances.len() as TaskIdx);
-                        instances.push(Instance {
-                            raw: i,
-                            id,
-                            matrix: combo,
-                        });
+                    let combos: Vec<Combo> = matrix::expand(axes)
+                        .into_iter()
+                        .map(|c| (matrix::instance_id(t.id, &c), c))
+                        .collect();
+                    for (id, _) in &combos {
+                        index.instance.insert(id.clone(), next);
+                        next += 1;
                     }
+                    index.combos.insert(i, combos);
                 }
             }
-            _ => instances.push(Instance {
-                raw: i,
-                id: t.id.to_string(),
-                matrix: IndexMap::new(),
-            }),
+            _ => next += 1,
         }
-        let end = instances.len() as TaskIdx;
+        index.ranges.push(start..next);
         // A JSON file can repeat a key (already reported); keep the first.
-        index.base.entry(t.id).or_insert(start..end);
+        index.base.entry(t.id).or_insert(start..next);
     }
-    (instances, index)
+    index
 }
 
 /// Resolves `needs` of every task to indices, once per table (matrix instances share them).
 fn resolve_needs(
     tasks: &[RawTask<'_>],
-    instances: &[Instance],
     index: &Index<'_>,
     problems: &mut Problems,
     suggestions: &mut usize,
 ) -> Vec<Vec<TaskIdx>> {
-    let per_raw: Vec<Vec<TaskIdx>> = tasks
-        .iter()
-        .enumerate()
-        .map(|(ri, t)| {
-            let mut out: Vec<TaskIdx> = Vec::with_capacity(t.needs.len());
-            for (name, span) in &t.needs {
-                let own_instance = index
+    let mut all: Vec<Vec<TaskIdx>> = Vec::with_capacity(index.total());
+    for (ri, t) in tasks.iter().enumerate() {
+        let mut out: Vec<TaskIdx> = Vec::with_capacity(t.needs.len());
+        for (name, span) in &t.needs {
+            let own_instance = !index.instance.is_empty()
+                && index
                     .instance
                     .get(*name)
-                    .is_some_and(|&i| instances[i as usize].raw == ri);
-                if *name == t.id || own_instance {
+                    .is_some_and(|&i| index.raw_of(i) == ri);
+            if *name == t.id || own_instance {
+                problems.push(
+                    span.clone(),
+                    format!("task `{}` needs itself", t.id),
+                    format!("remove \"{name}\" from `needs`"),
+                );
+                continue;
+            }
+            match index.resolve(name) {
+                Some(range) => out.extend(range),
+                None => {
+                    let hint = if *suggestions < MAX_ID_SUGGESTIONS {
+                        *suggestions += 1;
+                        index.suggest(name)
+                    } else {
+                        None
+                    };
                     problems.push(
                         span.clone(),
-                        format!("task `{}` needs itself", t.id),
-                        format!("remove \"{name}\" from `needs`"),
+                        format!("task `{}` needs unknown task `{name}`", t.id),
+                        hint.unwrap_or_else(|| {
+                            "use the id of a task defined in this file ([tasks.ID])".into()
+                        }),
                     );
-                    continue;
-                }
-                match index.resolve(name) {
-                    Some(range) => out.extend(range),
-                    None => {
-                        let hint = if *suggestions < MAX_ID_SUGGESTIONS {
-                            *suggestions += 1;
-                            index.suggest(name)
-                        } else {
-                            None
-                        };
-                        problems.push(
-                            span.clone(),
-                            format!("task `{}` needs unknown task `{name}`", t.id),
-                            hint.unwrap_or_else(|| {
-                                "use the id of a task defined in this file ([tasks.ID])".into()
-                            }),
-                        );
-                    }
                 }
             }
-            dedup(&mut out);
-            out
-        })
-        .collect();
-    instances
-        .iter()
-        .map(|inst| per_raw[inst.raw].clone())
-        .collect()
+        }
+        dedup(&mut out);
+        let n = index.ranges.get(ri).map_or(0, |r| r.len());
+        for _ in 1..n {
+            all.push(out.clone());
+        }
+        if n > 0 {
+            all.push(out);
+        }
+    }
+    all
 }
 
 /// Removes repeats, keeping first occurrences in order.
@@ -249,7 +263,6 @@ fn dedup(v: &mut Vec<TaskIdx>) {
 /// set aside and the search repeats, so several independent cycles are all reported.
 fn report_cycles(
     tasks: &[RawTask<'_>],
-    instances: &[Instance],
     index: &Index<'_>,
     needs: &[Vec<TaskIdx>],
     problems: &mut Problems,
@@ -273,16 +286,13 @@ fn report_cycles(
             path.reverse();
         }
         let (from, to) = (path[0], path[1]);
-        let names: Vec<&str> = path
-            .iter()
-            .map(|&i| instances[i as usize].id.as_str())
-            .collect();
-        let from_raw = &tasks[instances[from as usize].raw];
-        let span = from_raw
-            .needs
-            .iter()
-            .find(|(n, _)| index.resolve(n).is_some_and(|r| r.contains(&to)))
-            .map_or(from_raw.id_span.clone(), |(_, s)| s.clone());
+        let names: Vec<&str> = path.iter().map(|&i| index.id(i, tasks)).collect();
+        let span = tasks.get(index.raw_of(from)).map_or(0..0, |t| {
+            t.needs
+                .iter()
+                .find(|(n, _)| index.resolve(n).is_some_and(|r| r.contains(&to)))
+                .map_or(t.id_span.clone(), |(_, s)| s.clone())
+        });
         if seen_spans.insert(span.start) {
             problems.push(
                 span,
@@ -295,13 +305,23 @@ fn report_cycles(
     }
 }
 
-fn check_agents(tasks: &[RawTask<'_>], all: &IndexMap<String, AgentSpec>, problems: &mut Problems) {
-    for t in tasks {
-        let Some(action) = &t.action else {
+fn check_agents(
+    tasks: &[RawTask<'_>],
+    specs: &[TaskSpec],
+    all: &IndexMap<String, AgentSpec>,
+    problems: &mut Problems,
+) {
+    for (t, spec) in tasks.iter().zip(specs) {
+        if !t.has_action {
             continue;
-        };
-        match &t.agent {
-            Some((name, span)) => match all.get(*name) {
+        }
+        let (action, requires) = (&spec.action, &spec.requires);
+        let pinned = spec
+            .agent
+            .as_deref()
+            .zip(t.extra.as_ref().and_then(|x| x.agent_span.clone()));
+        match pinned {
+            Some((name, span)) => match all.get(name) {
                 None => {
                     let hint = match suggest::did_you_mean(name, all.keys().map(String::as_str)) {
                         Some(s) => s,
@@ -319,8 +339,8 @@ fn check_agents(tasks: &[RawTask<'_>], all: &IndexMap<String, AgentSpec>, proble
                         hint,
                     );
                 }
-                Some(a) if !agents::can_run(a, action, &t.requires) => {
-                    let (msg, hint) = agents::explain_pinned(name, a, t.id, action, &t.requires);
+                Some(a) if !agents::can_run(a, action, requires) => {
+                    let (msg, hint) = agents::explain_pinned(name, a, t.id, action, requires);
                     problems.push(span.clone(), msg, hint);
                 }
                 Some(_) => {}
@@ -329,13 +349,9 @@ fn check_agents(tasks: &[RawTask<'_>], all: &IndexMap<String, AgentSpec>, proble
                 // The default agent runs most tasks: try it first.
                 let default_ok = all
                     .get(DEFAULT_AGENT)
-                    .is_some_and(|a| agents::can_run(a, action, &t.requires));
-                if !default_ok
-                    && !all
-                        .values()
-                        .any(|a| agents::can_run(a, action, &t.requires))
-                {
-                    let (msg, hint) = agents::explain_none(all, t.id, action, &t.requires);
+                    .is_some_and(|a| agents::can_run(a, action, requires));
+                if !default_ok && !all.values().any(|a| agents::can_run(a, action, requires)) {
+                    let (msg, hint) = agents::explain_none(all, t.id, action, requires);
                     problems.push(t.id_span.clone(), msg, hint);
                 }
             }
@@ -344,12 +360,18 @@ fn check_agents(tasks: &[RawTask<'_>], all: &IndexMap<String, AgentSpec>, proble
 }
 
 /// A task asking for more than the whole pool could never start.
-fn check_resources(tasks: &[RawTask<'_>], config: &Config, problems: &mut Problems) {
+fn check_resources(
+    tasks: &[RawTask<'_>],
+    specs: &[TaskSpec],
+    config: &Config,
+    problems: &mut Problems,
+) {
     let pool = &config.defaults.resources;
-    for t in tasks {
-        let Some((r, span)) = &t.resources else {
+    for (t, spec) in tasks.iter().zip(specs) {
+        let Some(span) = t.extra.as_ref().and_then(|x| x.resources_span.as_ref()) else {
             continue;
         };
+        let r = &spec.resources;
         let hint = "lower the request, or raise `defaults.resources` in the config file";
         if r.cpu > pool.cpu {
             problems.push(
@@ -361,8 +383,7 @@ fn check_resources(tasks: &[RawTask<'_>], config: &Config, problems: &mut Proble
                 hint,
             );
         }
-        // memory_mb = 0 in the pool means memory is not tracked.
-        if pool.memory_mb > 0 && r.memory_mb > pool.memory_mb {
+        if r.memory_mb > pool.memory_mb {
             problems.push(
                 span.clone(),
                 format!(
@@ -398,10 +419,8 @@ fn ancestors(start: TaskIdx, needs: &[Vec<TaskIdx>]) -> HashSet<TaskIdx> {
 }
 
 /// Templates, `when` and `reads` of tasks; templates of agents.
-#[allow(clippy::too_many_arguments)]
 fn check_refs<'n>(
     raw: &RawWorkflow<'n>,
-    instances: &[Instance],
     index: &Index<'_>,
     needs: &[Vec<TaskIdx>],
     config: &Config,
@@ -410,17 +429,19 @@ fn check_refs<'n>(
     problems: &mut Problems,
 ) {
     let exists = |id: &str| index.exists(id);
-    let first_instance: HashMap<usize, TaskIdx> = instances
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, inst)| (inst.raw, i as TaskIdx))
-        .collect();
     for (ri, t) in raw.tasks.iter().enumerate() {
-        if t.templates.is_empty() && t.when.is_none() && t.reads.is_none() {
+        let Some(extra) = &t.extra else {
+            continue;
+        };
+        if extra.templates.is_empty() && extra.when.is_none() && extra.reads.is_empty() {
             continue;
         }
-        let Some(&first) = first_instance.get(&ri) else {
+        let Some(first) = index
+            .ranges
+            .get(ri)
+            .filter(|r| !r.is_empty())
+            .map(|r| r.start)
+        else {
             continue;
         };
         let anc = ancestors(first, needs);
@@ -430,7 +451,7 @@ fn check_refs<'n>(
                     .resolve(id)
                     .is_some_and(|mut r| r.any(|i| anc.contains(&i)))
         };
-        let keys: Vec<&str> = match &t.matrix {
+        let keys: Vec<&str> = match &extra.matrix {
             Some((axes, _)) => axes.iter().map(|a| a.key).collect(),
             None => Vec::new(),
         };
@@ -442,13 +463,13 @@ fn check_refs<'n>(
             task_exists: &exists,
             is_upstream: Some(&upstream),
         };
-        for tr in &t.templates {
+        for tr in &extra.templates {
             cache.check_template(tr, &scope, problems);
         }
-        if let Some((src, span)) = &t.when {
+        if let Some((src, span)) = &extra.when {
             cache.check_expr(src, span, "when", &scope, text, problems);
         }
-        for (pattern, span) in t.reads.iter().flatten() {
+        for (pattern, span) in &extra.reads {
             check_read(pattern, span, t.id, &upstream, index, raw, config, problems);
         }
     }
@@ -589,42 +610,47 @@ fn resolve_gates<'n>(
         .collect()
 }
 
-/// Assembles the workflow; only called when no problem was found.
+/// Assembles the workflow; only called when no problem was found. Without matrices the
+/// decoded specs are the tasks, completed in place; matrix tasks are cloned per instance.
 fn build(
     raw: RawWorkflow<'_>,
-    instances: Vec<Instance>,
+    index: Index<'_>,
     needs: Vec<Vec<TaskIdx>>,
     gates: Vec<GateSpec>,
     default_name: &str,
 ) -> Option<Workflow> {
-    let mut tasks = Vec::with_capacity(instances.len());
-    for (inst, needs) in instances.into_iter().zip(needs) {
-        let t = raw.tasks.get(inst.raw)?;
-        tasks.push(TaskSpec {
-            id: inst.id,
-            base: t.id.to_string(),
-            matrix: inst.matrix,
-            action: t.action.clone()?,
-            needs,
-            requires: t.requires.clone(),
-            agent: t.agent.as_ref().map(|(a, _)| a.to_string()),
-            priority: t.priority,
-            timeout: t.timeout,
-            retry: t.retry.clone(),
-            resources: t.resources.as_ref().map(|(r, _)| *r).unwrap_or_default(),
-            locks: t.locks.clone(),
-            when: t.when.as_ref().map(|(w, _)| w.to_string()),
-            approval: t.approval,
-            reads: t
-                .reads
-                .as_ref()
-                .map(|r| r.iter().map(|(p, _)| p.to_string()).collect()),
-            env: t.env.clone(),
-            cwd: t.cwd.clone(),
-            continue_on_failure: t.continue_on_failure,
-            compensate: t.compensate.clone(),
-        });
-    }
+    let mut index = index;
+    let mut specs = raw.specs;
+    let tasks = if index.combos.is_empty() {
+        for (spec, needs) in specs.iter_mut().zip(needs) {
+            spec.base = spec.id.clone();
+            spec.needs = needs;
+        }
+        specs
+    } else {
+        let mut needs = needs.into_iter();
+        let mut tasks = Vec::with_capacity(index.total());
+        for (ri, mut spec) in specs.into_iter().enumerate() {
+            match index.combos.remove(&ri) {
+                None => {
+                    spec.base = spec.id.clone();
+                    spec.needs = needs.next()?;
+                    tasks.push(spec);
+                }
+                Some(combos) => {
+                    spec.base = std::mem::take(&mut spec.id);
+                    for (id, values) in combos {
+                        let mut inst = spec.clone();
+                        inst.id = id;
+                        inst.matrix = values;
+                        inst.needs = needs.next()?;
+                        tasks.push(inst);
+                    }
+                }
+            }
+        }
+        tasks
+    };
     let mut agents = IndexMap::with_capacity(raw.agents.len());
     for a in raw.agents {
         agents.insert(a.name.to_string(), a.spec?);

@@ -9,30 +9,12 @@ use indexmap::IndexMap;
 use taskdeck::engine::scheduler::next_dispatch;
 use taskdeck::engine::state::{EngineState, Limits};
 use taskdeck::model::{AttemptOutcome, Event, EventKind, RunId, TaskIdx, TaskState};
-use taskdeck::spec::{Action, AgentSpec, Builtin, Resources, RetryPolicy, TaskSpec, Workflow};
+use taskdeck::spec::{Action, AgentSpec, Builtin, TaskSpec, Workflow};
 
 pub fn task(id: &str, needs: &[TaskIdx]) -> TaskSpec {
-    TaskSpec {
-        id: id.into(),
-        base: id.into(),
-        matrix: IndexMap::new(),
-        action: Action::Builtin(Builtin::Noop),
-        needs: needs.to_vec(),
-        requires: vec![],
-        agent: None,
-        priority: 5,
-        timeout: None,
-        retry: RetryPolicy::default(),
-        resources: Resources::default(),
-        locks: vec![],
-        when: None,
-        approval: false,
-        reads: None,
-        env: IndexMap::new(),
-        cwd: None,
-        continue_on_failure: false,
-        compensate: None,
-    }
+    let mut t = TaskSpec::new(id, Action::Builtin(Builtin::Noop));
+    t.needs = needs.to_vec();
+    t
 }
 
 pub fn workflow(tasks: Vec<TaskSpec>) -> Workflow {
