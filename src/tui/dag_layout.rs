@@ -4,8 +4,6 @@
 //! run; drawing then looks only at what is visible, so a 10,000-task graph costs no more to draw
 //! than a small one.
 
-use std::collections::HashMap;
-
 use crate::graph;
 use crate::spec::{TaskIdx, Workflow};
 
@@ -17,7 +15,7 @@ const MIN_W: u32 = 12;
 const MAX_W: u32 = 30;
 /// Placeholders are capped so a graph with many long edges stays cheap; edges beyond it are not
 /// drawn (the task detail still lists every dependency).
-const MAX_DUMMIES: usize = 200_000;
+const MAX_DUMMIES: usize = 100_000;
 const SWEEPS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +80,9 @@ impl DagLayout {
         let analysis = graph::analyze(needs);
         let level = analysis.level_of();
         let mut critical = vec![false; n];
-        let mut crit_next: HashMap<TaskIdx, TaskIdx> = HashMap::new();
+        let mut crit_next = vec![u32::MAX; n];
         for w in analysis.critical_path.windows(2) {
-            crit_next.insert(w[0], w[1]);
+            crit_next[w[0] as usize] = w[1];
         }
         for &t in &analysis.critical_path {
             critical[t as usize] = true;
@@ -97,7 +95,6 @@ impl DagLayout {
         let mut dummy_critical: Vec<bool> = Vec::new();
         let mut up: Vec<Vec<u32>> = vec![Vec::new(); n];
         let mut down: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut edge_critical: HashMap<(u32, u32), bool> = HashMap::new();
         let mut hidden_edges = 0;
         for (t, deps) in needs.iter().enumerate() {
             let t = t as u32;
@@ -110,7 +107,7 @@ impl DagLayout {
                 if ld == u32::MAX || ld >= lt {
                     continue;
                 }
-                let is_crit = crit_next.get(&d) == Some(&t);
+                let is_crit = crit_next.get(d as usize) == Some(&t);
                 let span = (lt - ld) as usize;
                 if span > 1 && dummy_critical.len() + span - 1 > MAX_DUMMIES {
                     hidden_edges += 1;
@@ -125,12 +122,10 @@ impl DagLayout {
                     up.push(vec![prev]);
                     down.push(Vec::new());
                     down[prev as usize].push(id);
-                    edge_critical.insert((prev, id), is_crit);
                     prev = id;
                 }
                 up[t as usize].push(prev);
                 down[prev as usize].push(t);
-                edge_critical.insert((prev, t), is_crit);
             }
         }
 
@@ -202,6 +197,17 @@ impl DagLayout {
             x += width + GAP_W;
         }
 
+        // An edge is critical when its chain is: a placeholder carries the flag of its chain.
+        let edge_is_critical = |u: u32, v: u32| -> bool {
+            if v as usize >= n {
+                dummy_critical[v as usize - n]
+            } else if u as usize >= n {
+                dummy_critical[u as usize - n]
+            } else {
+                crit_next[u as usize] == v
+            }
+        };
+
         // Segments per gap.
         let mut gaps: Vec<Vec<Segment>> = vec![Vec::new(); depth.saturating_sub(1)];
         for (c, layer) in layers.iter().enumerate().skip(1) {
@@ -210,7 +216,7 @@ impl DagLayout {
                     gaps[c - 1].push(Segment {
                         from: pos[*u as usize] as u32,
                         to: to as u32,
-                        critical: edge_critical.get(&(*u, *v)).copied().unwrap_or(false),
+                        critical: edge_is_critical(*u, *v),
                     });
                 }
             }

@@ -106,10 +106,11 @@ pub fn parse(line: &str) -> Result<PaletteCmd, String> {
         "help" => Ok(PaletteCmd::Help),
         "quit" | "q" => Ok(PaletteCmd::Quit),
         other => {
+            let first = other.chars().next().unwrap_or(' ');
             let near: Vec<&str> = COMMANDS
                 .iter()
                 .map(|c| c.0)
-                .filter(|c| c.starts_with(&other[..1]))
+                .filter(|c| c.starts_with(first))
                 .collect();
             if near.is_empty() {
                 Err(format!("no command `{other}`"))
@@ -262,6 +263,7 @@ mod tests {
             PaletteCmd::Run("other.toml".into())
         );
         assert!(parse("theme").is_err());
+        assert!(parse("ébauche").unwrap_err().contains("no command"));
         let e = parse("retyr x").unwrap_err();
         assert!(e.contains("did you mean") && e.contains("retry"), "{e}");
     }

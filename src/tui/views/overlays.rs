@@ -80,7 +80,8 @@ pub fn help(app: &App, f: &mut Frame, scroll: u16) {
     let area = centered(f.area(), 84, f.area().height.saturating_sub(2));
     f.render_widget(Clear, area);
     let p = Paragraph::new(help_lines(app))
-        .block(frame(app, "Keys · any other key closes"))
+        .block(frame(app, "Keys · ↑↓ scroll · any other key closes"))
+        .wrap(Wrap { trim: false })
         .scroll((scroll, 0));
     f.render_widget(p, area);
 }
