@@ -21,6 +21,39 @@ pub struct Config {
     pub agents: IndexMap<String, AgentSpec>,
     #[serde(default)]
     pub defaults: Defaults,
+    /// The console: theme and key bindings.
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+/// `[ui]`: `theme = "light"` and `[ui.keys]` with `action = "key"` or `action = ["k1", "k2"]`.
+/// Keys are checked by the console, which reports bad ones instead of refusing to start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    #[serde(default)]
+    pub theme: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub keys: IndexMap<String, Vec<String>>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<IndexMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Keys {
+        One(String),
+        Many(Vec<String>),
+    }
+    let raw = IndexMap::<String, Keys>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| match v {
+            Keys::One(s) => (k, vec![s]),
+            Keys::Many(v) => (k, v),
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

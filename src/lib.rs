@@ -1,11 +1,13 @@
 //! taskdeck: a terminal operations console for task-graph workflows.
 //!
-//! The engine side (`model`, `spec`, `graph`, `engine`, `exec`) never imports the UI.
+//! The engine side (`model`, `spec`, `graph`, `engine`, `exec`) never imports the UI; the
+//! console (`tui`) reaches the engine only through `console::Console`.
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod exec;
 pub mod expr;
@@ -16,3 +18,4 @@ pub mod paths;
 pub mod report;
 pub mod spec;
 pub mod template;
+pub mod tui;

@@ -9,7 +9,10 @@ fn main() -> ExitCode {
         eprintln!("taskdeck: {e}");
     }
     let cli = Cli::parse();
-    init_tracing();
+    // Under the console, tracing goes to a file (cli::run sets that up), never to the terminal.
+    if !matches!(&cli.command, Commands::Run(args) if cli::run::opens_console(args)) {
+        init_tracing();
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -45,6 +45,13 @@ pub struct RunArgs {
     /// Headless: approve tasks that wait for approval as soon as they do.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Console colour theme: dark, light, high-contrast, ansi16, or a file in the config
+    /// dir's themes/ (default: the config file's [ui] theme, else dark).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// Console: close when the runs end and exit with their result (0 only if all succeeded).
+    #[arg(long)]
+    pub exit_on_finish: bool,
 }
 
 #[derive(Debug, clap::Args)]

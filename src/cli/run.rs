@@ -49,12 +49,76 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
+    if opens_console(&args) {
+        return runtime.block_on(console(workflows, args, config));
+    }
     let code = runtime.block_on(headless(workflows, args, config))?;
     // Every task process is gone (the engine shut down) and output is flushed; tearing down a
     // state of 100,000 tasks piece by piece would take longer than the run, so let the OS
     // reclaim it.
     let _ = std::io::stdout().flush();
     std::process::exit(code.into())
+}
+
+/// Whether `taskdeck run` opens the console: not `--headless`, and stdout is a terminal.
+pub fn opens_console(args: &RunArgs) -> bool {
+    !args.headless && std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+/// The full-screen console over an embedded engine. Tracing goes to a file, never the screen.
+async fn console(
+    workflows: Vec<(Workflow, String)>,
+    args: RunArgs,
+    config: Config,
+) -> color_eyre::Result<u8> {
+    log_to_file();
+    let engine = EngineHandle::start(EngineOptions::from_config(config.clone()));
+    let console = crate::console::Console::Local(engine);
+    let mut runs = Vec::new();
+    for (wf, text) in workflows {
+        runs.push(console.submit(wf, Some(text)).await?);
+    }
+    let opts = crate::tui::Options {
+        theme: args.theme,
+        exit_on_finish: args.exit_on_finish,
+        config: std::sync::Arc::new(config),
+    };
+    let result = crate::tui::run(console.clone(), runs.clone(), opts).await;
+    if let Some(path) = &args.report
+        && let Ok(snapshot) = console.snapshot().await
+    {
+        let reports: Vec<Report> = runs
+            .iter()
+            .filter_map(|id| snapshot.run(id))
+            .map(Report::of)
+            .collect();
+        if let Err(e) = write_report(path, &reports) {
+            eprintln!("taskdeck: {e}");
+        }
+    }
+    console.shutdown().await;
+    result
+}
+
+/// Sends tracing output to `<state dir>/taskdeck.log` (nowhere if that cannot be opened): under
+/// the console nothing may write to the terminal. `main` leaves tracing alone in that case.
+pub fn log_to_file() {
+    let dir = crate::paths::state_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("taskdeck.log"))
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
 }
 
 /// Loads one workflow file, printing its problems; `Err` carries the exit code.

@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests: hand-built workflows and a pure engine simulator.
 #![allow(dead_code)]
 
+pub mod tui;
+
 use std::sync::Arc;
 
 use indexmap::IndexMap;

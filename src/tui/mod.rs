@@ -1,0 +1,253 @@
+//! The console: a full-screen TUI over a `Console` (local engine now, remote later).
+//!
+//! Elm architecture: `app::App` is the state, `app::update` applies a `Msg`, `views::view` draws
+//! (pure). This module is the loop: input, engine events, log notices, timers and effect results
+//! arrive on one channel; a frame is drawn only after something changed, at most ~30 a second;
+//! with nothing going on it sleeps.
+
+pub mod app;
+pub mod dag_layout;
+pub mod keymap;
+pub mod layout;
+pub mod palette;
+pub mod terminal;
+pub mod theme;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use color_eyre::eyre::WrapErr;
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::console::Console;
+use crate::model::{RunId, now_millis};
+use app::{App, Effect, Msg};
+use keymap::Keymap;
+use theme::Theme;
+
+/// At most this many frames a second.
+const FRAME: Duration = Duration::from_millis(33);
+/// Elapsed times move on once a second while something runs.
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct Options {
+    /// `--theme`, over the config file's `[ui] theme`.
+    pub theme: Option<String>,
+    pub exit_on_finish: bool,
+    pub config: Arc<Config>,
+}
+
+/// The console's starting state: theme and keys from options and config, problems as a message.
+pub fn initial_app(console: &Console, opts: &Options) -> App {
+    let mut problems = Vec::new();
+    let name = opts
+        .theme
+        .clone()
+        .or_else(|| opts.config.ui.theme.clone())
+        .unwrap_or_else(|| "dark".into());
+    let theme = Theme::load(&name).unwrap_or_else(|e| {
+        problems.push(e);
+        Theme::default()
+    });
+    let (keymap, errors) = Keymap::with_overrides(&opts.config.ui.keys);
+    problems.extend(errors);
+    let mut app = App::new(console.location(), theme, keymap);
+    app.exit_on_finish = opts.exit_on_finish;
+    app.now = now_millis();
+    if !problems.is_empty() {
+        app.say(problems.join("; "), app::Level::Error);
+    }
+    app
+}
+
+/// Runs the console until the operator quits (or, with `exit_on_finish`, until `own_runs` end).
+/// Returns the exit code: 0 when every run in `own_runs` succeeded. The caller stops the engine.
+pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color_eyre::Result<u8> {
+    let mut app = initial_app(&console, &opts);
+    let snapshot = console
+        .snapshot()
+        .await
+        .wrap_err("cannot read the engine's state")?;
+    let seq = snapshot.last_seq;
+    app = app.with_snapshot(*snapshot);
+    app.own_runs = own_runs;
+    app.now = now_millis();
+    let mut events = console
+        .events(seq)
+        .await
+        .wrap_err("cannot follow the engine")?;
+    let mut log_feed = console.log_feed();
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut term = terminal::Term::enter().wrap_err("cannot set up the terminal")?;
+    if let Ok(s) = term.size() {
+        app::update(&mut app, Msg::Resize(s.width, s.height));
+    }
+
+    // Feeds: terminal input, engine events, log notices, signals.
+    let mut tasks = Vec::new();
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut input = EventStream::new();
+        while let Some(Ok(ev)) = input.next().await {
+            let msg = match ev {
+                TermEvent::Key(k) => Msg::Key(k),
+                TermEvent::Mouse(m) => Msg::Mouse(m),
+                TermEvent::Resize(w, h) => Msg::Resize(w, h),
+                _ => continue,
+            };
+            if t.send(msg).is_err() {
+                break;
+            }
+        }
+    }));
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            if t.send(Msg::Engine(ev)).is_err() {
+                return;
+            }
+        }
+        let _ = t.send(Msg::EngineGone);
+    }));
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(n) = log_feed.next().await {
+            if t.send(Msg::Log(n)).is_err() {
+                break;
+            }
+        }
+    }));
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term_sig), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term_sig.recv() => {}
+            _ = hup.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = t.send(Msg::Terminate);
+    }));
+
+    let mut dirty = true;
+    let mut last_frame = Instant::now() - FRAME;
+    let mut next_tick = Instant::now() + TICK;
+    run_effects(&mut app, &console, &opts, &tx);
+    loop {
+        if dirty && last_frame.elapsed() >= FRAME {
+            term.draw(|f| views::view(&app, f))
+                .wrap_err("cannot draw")?;
+            last_frame = Instant::now();
+            dirty = false;
+        }
+        if app.quit {
+            break;
+        }
+        let frame_due = last_frame + FRAME;
+        let ticking = app.animating() || app.message.is_some();
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                dirty |= app::update(&mut app, msg);
+                // Take whatever else is queued before drawing (bounded, so keys stay responsive).
+                for _ in 0..4096 {
+                    match rx.try_recv() {
+                        Ok(msg) => dirty |= app::update(&mut app, msg),
+                        Err(_) => break,
+                    }
+                }
+                run_effects(&mut app, &console, &opts, &tx);
+            }
+            _ = tokio::time::sleep_until(frame_due), if dirty => {}
+            _ = tokio::time::sleep_until(next_tick), if ticking => {
+                next_tick = Instant::now() + TICK;
+                dirty |= app::update(&mut app, Msg::Tick(now_millis()));
+            }
+        }
+        if !ticking {
+            next_tick = Instant::now() + TICK;
+        }
+    }
+    drop(term);
+    for t in tasks {
+        t.abort();
+    }
+    Ok(app.exit_code())
+}
+
+/// Starts the work `update` asked for; results come back as messages.
+fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::UnboundedSender<Msg>) {
+    for effect in app.effects.drain(..) {
+        let console = console.clone();
+        let tx = tx.clone();
+        match effect {
+            Effect::Command { cmd, what } => {
+                tokio::spawn(async move {
+                    let result = console.command(cmd).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::CommandDone { what, result });
+                });
+            }
+            Effect::FetchLog { key, since } => {
+                tokio::spawn(async move {
+                    let lines = match key.task {
+                        Some(t) => console.task_log(&key.run, t, key.attempt, since).await,
+                        None => console.engine_log(&key.run, since).await,
+                    }
+                    .unwrap_or_default();
+                    let _ = tx.send(Msg::LogLines { key, since, lines });
+                });
+            }
+            Effect::Submit(path) => {
+                let config = opts.config.clone();
+                tokio::spawn(async move {
+                    let result = submit_file(&console, path, &config).await;
+                    let _ = tx.send(Msg::Submitted(result));
+                });
+            }
+        }
+    }
+}
+
+async fn submit_file(
+    console: &Console,
+    path: PathBuf,
+    config: &Config,
+) -> Result<crate::model::RunId, String> {
+    let p = path.clone();
+    let cfg = config.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let wf = crate::spec::load_path(&p, &cfg)?;
+        let text = std::fs::read_to_string(&p).ok();
+        Ok::<_, crate::spec::LoadError>((wf, text))
+    })
+    .await
+    .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+    match loaded {
+        Ok((wf, text)) => console.submit(wf, text).await.map_err(|e| e.to_string()),
+        Err(crate::spec::LoadError::Read { path, source }) => {
+            Err(format!("cannot read {}: {source}", path.display()))
+        }
+        Err(crate::spec::LoadError::Invalid(diags)) => {
+            let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
+            let first = first.lines().next().unwrap_or("").to_string();
+            Err(format!(
+                "{}: {} problem{} (see `taskdeck validate`): {first}",
+                path.display(),
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            ))
+        }
+    }
+}

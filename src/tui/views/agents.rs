@@ -1,0 +1,115 @@
+//! Agents: kind, capabilities, slots used of total, success rate, a sparkline of recent results
+//! and what each is running now.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::common::{dim_span, fit, pane_block, title_span, truncate};
+use crate::tui::app::App;
+use crate::tui::keymap::Pane;
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
+    let t = &app.theme;
+    let title = tabs.unwrap_or_else(|| {
+        vec![title_span(
+            app,
+            format!("Agents ({})", app.mirror.agents.len()),
+        )]
+    });
+    let block = pane_block(app, Pane::Agents, title);
+    let width = block.inner(area).width as usize;
+    let spark_w = if width >= 70 { 16 } else { 8 };
+    let mut lines = vec![Line::from(dim_span(
+        app,
+        format!(
+            "{} {} {} {} {} {}",
+            fit("AGENT", 12),
+            fit("KIND", 7),
+            fit("SLOTS", 9),
+            fit("OK%", 4),
+            fit("RECENT", spark_w),
+            "NOW"
+        ),
+    ))];
+    for a in app.mirror.agents.values() {
+        let used = a.slots_used;
+        let total = a.spec.slots;
+        let slot_style = Style::default().fg(if used == 0 {
+            t.dim
+        } else if used >= total {
+            t.warning
+        } else {
+            t.running
+        });
+        let slots = format!(
+            "{}{} {used}/{total}",
+            "■".repeat(used.min(4) as usize),
+            "□".repeat(total.min(4).saturating_sub(used.min(4)) as usize)
+        );
+        let finished = a.succeeded + a.failed;
+        let rate = if finished == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.0}", a.success_ema * 100.0)
+        };
+        let rate_style = Style::default().fg(if finished == 0 {
+            t.dim
+        } else if a.success_ema >= 0.8 {
+            t.succeeded
+        } else if a.success_ema >= 0.5 {
+            t.warning
+        } else {
+            t.failed
+        });
+        let mut spans = vec![
+            Span::raw(format!("{} ", fit(&a.name, 12))),
+            Span::styled(format!("{} ", fit(a.spec.kind.as_str(), 7)), t.dimmed()),
+            Span::styled(format!("{} ", fit(&slots, 9)), slot_style),
+            Span::styled(format!("{} ", fit(&rate, 4)), rate_style),
+        ];
+        let recent = &a.recent[a.recent.len().saturating_sub(spark_w)..];
+        for (_, ok) in recent {
+            spans.push(Span::styled(
+                if *ok { "▆" } else { "▂" },
+                Style::default().fg(if *ok { t.succeeded } else { t.failed }),
+            ));
+        }
+        spans.push(Span::raw(" ".repeat(spark_w - recent.len() + 1)));
+        let now: Vec<&str> = app
+            .run()
+            .map(|run| {
+                run.tasks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| x.open_attempt().is_some_and(|o| o.agent == a.name))
+                    .map(|(i, _)| run.task_id(i as u32))
+                    .take(4)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rest = width.saturating_sub(12 + 8 + 10 + 5 + spark_w + 1);
+        spans.push(Span::styled(
+            truncate(&now.join(", "), rest),
+            Style::default().fg(t.running),
+        ));
+        lines.push(Line::from(spans));
+        if !a.spec.capabilities.is_empty() && width >= 40 {
+            lines.push(Line::from(dim_span(
+                app,
+                format!(
+                    "  can: {}",
+                    truncate(&a.spec.capabilities.join(", "), width.saturating_sub(8))
+                ),
+            )));
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .scroll((app.side_scroll_for(Pane::Agents), 0)),
+        area,
+    );
+}

@@ -1,0 +1,191 @@
+//! End to end: the real binary in tmux on the demo workflow. Waits for the graph, retries the
+//! failing `staging-db` from the command palette, finds `release` with the filter, approves it,
+//! quits with the run's exit code; `--exit-on-finish` closes the console by itself.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start(tag: &str, cmd: &str, w: u16, h: u16) -> Tmux {
+        let name = format!("taskdeck-e2e-{}-{tag}", std::process::id());
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                &w.to_string(),
+                "-y",
+                &h.to_string(),
+                cmd,
+            ])
+            .status()
+            .expect("tmux runs");
+        assert!(ok.success(), "tmux new-session failed");
+        Tmux { name }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            Command::new("tmux")
+                .args(["send-keys", "-t", &self.name, k])
+                .status()
+                .expect("send-keys");
+        }
+    }
+
+    fn type_text(&self, text: &str) {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .expect("send-keys");
+    }
+
+    /// Polls the screen until `pred` holds; panics with the last screen after `secs`.
+    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn demo_retry_approve_and_exit_with_the_runs_code() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let demo = Path::new(root).join("assets/examples/demo.toml");
+    let cmd = format!(
+        "cd {root} && TASKDECK_HOME={} {bin} run {}; echo EXIT=$?; sleep 60",
+        home.path().display(),
+        demo.display()
+    );
+    let t = Tmux::start("demo", &cmd, 120, 40);
+
+    let s = t.wait_for("the graph", 30, |s| {
+        s.contains("Graph") && s.contains("checkout")
+    });
+    assert!(s.contains("Runs (1)"), "{s}");
+    assert!(s.contains("LOCAL"), "{s}");
+
+    // staging-db fails on its first attempt and the run ends failed.
+    let s = t.wait_for("staging-db to fail", 60, |s| {
+        s.contains("✗ staging-db") && s.contains("failed")
+    });
+    assert!(
+        s.contains("⊗ package") || s.contains("⊗"),
+        "blocked tasks are shown: {s}"
+    );
+
+    // Retry it from the palette.
+    t.type_text(":retry staging-db");
+    t.keys(&["Enter"]);
+    t.wait_for("the retry to land", 30, |s| s.contains("✓ staging-db"));
+
+    // Find release with the filter; it waits for approval once package is done.
+    t.type_text("/release");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("release to wait for approval", 60, |s| {
+        s.contains("Task release") && s.contains("waiting_approval")
+    });
+    assert!(s.contains("filter: release"), "{s}");
+    t.keys(&["a"]);
+
+    // The run succeeds; the console stays on the final state until q, then exits 0.
+    t.wait_for("the run to succeed", 60, |s| s.contains("✓ succeeded"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !t.screen().contains("EXIT="),
+        "the console must stay open after the run"
+    );
+    t.keys(&["q"]);
+    let s = t.wait_for("the console to exit", 30, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+}
+
+#[test]
+fn exit_on_finish_closes_with_the_runs_exit_code() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let cmd = format!(
+        "cd {root} && TASKDECK_HOME={} {bin} run assets/examples/demo.toml --exit-on-finish; echo EXIT=$?; sleep 60",
+        home.path().display(),
+    );
+    let t = Tmux::start("exit", &cmd, 100, 30);
+    // The demo fails at staging-db when nobody retries it.
+    let s = t.wait_for("the console to exit", 60, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=1"), "{s}");
+    assert!(!s.contains("Graph"), "the terminal was restored: {s}");
+}
+
+#[test]
+fn narrow_terminal_shows_every_pane_name_and_quits_cleanly() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let cmd = format!(
+        "cd {root} && TASKDECK_HOME={} {bin} run assets/examples/demo.toml; echo EXIT=$?; sleep 60",
+        home.path().display(),
+    );
+    let t = Tmux::start("narrow", &cmd, 80, 24);
+    let s = t.wait_for("the run to end", 60, |s| s.contains("✗ failed"));
+    for name in ["Runs", "Graph", "Task", "Logs", "Agents", "Gates"] {
+        assert!(s.contains(name), "{name} missing at 80x24:\n{s}");
+    }
+    t.keys(&["?"]);
+    t.wait_for("help", 10, |s| s.contains("Keys"));
+    t.keys(&["Escape"]);
+    t.keys(&["q"]);
+    let s = t.wait_for("exit", 20, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=1"), "a failed run exits 1: {s}");
+}
