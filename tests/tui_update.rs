@@ -345,3 +345,51 @@ fn wrap_timestamps_and_engine_log_toggle_in_the_logs_pane() {
     f.key("w");
     assert!(f.app.logs.wrap);
 }
+
+#[test]
+fn copy_export_and_mouse_release_queue_their_effects() {
+    let mut f = Feed::running();
+    f.resize(80, 24);
+    f.keys(&["tab", "tab"]);
+    assert_eq!(f.app.focus, Pane::Logs);
+    f.logs(0, &["first line", "second line"]);
+    f.app.effects.clear();
+
+    f.key("y");
+    assert_eq!(
+        f.app.effects.drain(..).collect::<Vec<_>>(),
+        vec![Effect::Clipboard("first line\nsecond line\n".into())]
+    );
+    assert!(
+        f.app
+            .message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("copied 2 lines")
+    );
+
+    f.key("s");
+    let effects: Vec<Effect> = f.app.effects.drain(..).collect();
+    match effects.as_slice() {
+        [Effect::Export { path, text }] => {
+            assert!(path.to_string_lossy().starts_with("taskdeck-"), "{path:?}");
+            assert!(path.to_string_lossy().ends_with(".log"), "{path:?}");
+            assert_eq!(text, "first line\nsecond line\n");
+        }
+        other => panic!("expected one export, got {other:?}"),
+    }
+
+    assert!(f.app.mouse);
+    f.key("m");
+    assert!(!f.app.mouse);
+    assert_eq!(
+        f.app.effects.drain(..).collect::<Vec<_>>(),
+        vec![Effect::Mouse(false)]
+    );
+    f.key("m");
+    assert_eq!(
+        f.app.effects.drain(..).collect::<Vec<_>>(),
+        vec![Effect::Mouse(true)]
+    );
+}

@@ -1420,12 +1420,6 @@ impl Actor {
         tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
         self.emit(id, EventKind::RunFinished { state });
-        // Attempt scratch files (contexts may hold secrets) are not needed once the run ends; a
-        // later retry makes new ones.
-        let scratch = self.opts.work_dir.join(id.as_str());
-        tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(scratch);
-        });
         for w in self.finish_waiters.remove(id).unwrap_or_default() {
             let _ = w.send(Ok(state));
         }

@@ -69,6 +69,8 @@ pub(super) async fn run(
         }
     };
     logs.finish(&key);
+    // The scratch files (context, outputs) served this attempt only; contexts may hold secrets.
+    let _ = std::fs::remove_dir_all(&req.attempt_dir);
     send(ExecReport::Finished(result));
 }
 

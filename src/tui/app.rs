@@ -50,8 +50,23 @@ pub enum Msg {
 /// Work for the event loop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Command { cmd: Command, what: String },
-    FetchLog { key: LogKey, since: usize },
+    /// Put text on the terminal's clipboard (OSC 52).
+    Clipboard(String),
+    /// Write a log to a file.
+    Export {
+        path: PathBuf,
+        text: String,
+    },
+    /// Capture the mouse (true) or leave it to the terminal (false).
+    Mouse(bool),
+    Command {
+        cmd: Command,
+        what: String,
+    },
+    FetchLog {
+        key: LogKey,
+        since: usize,
+    },
     Submit(PathBuf),
 }
 
@@ -198,6 +213,8 @@ pub struct App {
     /// Runs this console started: they decide the exit code.
     pub own_runs: Vec<RunId>,
     pub quit: bool,
+    /// Whether the console captures the mouse (else the terminal selects text natively).
+    pub mouse: bool,
     pub engine_gone: bool,
     /// Where `:run` completes file names.
     pub cwd: PathBuf,
@@ -237,6 +254,7 @@ impl App {
             exit_on_finish: false,
             own_runs: Vec::new(),
             quit: false,
+            mouse: true,
             engine_gone: false,
             cwd: std::env::current_dir().unwrap_or_default(),
         }
@@ -927,6 +945,44 @@ pub fn perform(app: &mut App, a: Action) -> bool {
         }
         Action::NextMatch => jump_to_match(app, 1, false),
         Action::PrevMatch => jump_to_match(app, -1, false),
+        Action::Copy => {
+            let text = log_text(app);
+            if text.is_empty() {
+                app.say("nothing to copy: the log is empty", Level::Info);
+            } else {
+                let n = text.lines().count();
+                app.effects.push(Effect::Clipboard(text));
+                app.say(
+                    format!("copied {n} lines to the clipboard (OSC 52; in tmux: set -g set-clipboard on)"),
+                    Level::Success,
+                );
+            }
+        }
+        Action::Export => {
+            if let Some(key) = app.logs.key.clone() {
+                let what = match key.task {
+                    Some(t) => format!("task-{t}.{}", key.attempt),
+                    None => "engine".to_string(),
+                };
+                let path = PathBuf::from(format!("taskdeck-{}-{what}.log", key.run));
+                app.effects.push(Effect::Export {
+                    path,
+                    text: log_text(app),
+                });
+            }
+        }
+        Action::ToggleMouse => {
+            app.mouse = !app.mouse;
+            app.effects.push(Effect::Mouse(app.mouse));
+            app.say(
+                if app.mouse {
+                    "mouse captured: click to select, wheel to scroll"
+                } else {
+                    "mouse released: select text with the terminal; press m to take it back"
+                },
+                Level::Info,
+            );
+        }
         Action::Wrap => app.logs.wrap = !app.logs.wrap,
         Action::Timestamps => app.logs.timestamps = !app.logs.timestamps,
         Action::EngineLog => {
@@ -934,6 +990,16 @@ pub fn perform(app: &mut App, a: Action) -> bool {
         }
     }
     true
+}
+
+/// The log lines the view holds, as plain text (what copy and export take).
+fn log_text(app: &App) -> String {
+    let mut out = String::new();
+    for l in &app.logs.lines {
+        out.push_str(&l.line);
+        out.push('\n');
+    }
+    out
 }
 
 fn set_focus(app: &mut App, p: Pane) {

@@ -42,6 +42,9 @@ impl Pane {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
+    Copy,
+    Export,
+    ToggleMouse,
     Quit,
     Help,
     Palette,
@@ -379,6 +382,30 @@ pub const TABLE: &[Entry] = &[
         scope: Scope::In(LOGS),
         help: "timestamps on/off",
         hint: Some("time"),
+    },
+    Entry {
+        action: Action::Copy,
+        name: "copy",
+        keys: &["y"],
+        scope: Scope::In(LOGS),
+        help: "copy the log lines held in memory to the clipboard (OSC 52)",
+        hint: Some("copy"),
+    },
+    Entry {
+        action: Action::Export,
+        name: "export",
+        keys: &["s"],
+        scope: Scope::In(LOGS),
+        help: "save the log to a file in the current directory",
+        hint: None,
+    },
+    Entry {
+        action: Action::ToggleMouse,
+        name: "mouse",
+        keys: &["m"],
+        scope: Scope::Global,
+        help: "release the mouse for the terminal's own selection (press again to take it back)",
+        hint: None,
     },
     Entry {
         action: Action::EngineLog,

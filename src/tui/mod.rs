@@ -193,6 +193,27 @@ fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::Unbo
         let console = console.clone();
         let tx = tx.clone();
         match effect {
+            Effect::Clipboard(text) => {
+                let copy = crossterm::clipboard::CopyToClipboard::to_clipboard_from(text);
+                let _ = crossterm::execute!(std::io::stdout(), copy);
+            }
+            Effect::Mouse(on) => {
+                use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+                let _ = if on {
+                    crossterm::execute!(std::io::stdout(), EnableMouseCapture)
+                } else {
+                    crossterm::execute!(std::io::stdout(), DisableMouseCapture)
+                };
+            }
+            Effect::Export { path, text } => {
+                tokio::spawn(async move {
+                    let what = format!("saved the log to {}", path.display());
+                    let result = tokio::fs::write(&path, text)
+                        .await
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()));
+                    let _ = tx.send(Msg::CommandDone { what, result });
+                });
+            }
             Effect::Command { cmd, what } => {
                 tokio::spawn(async move {
                     let result = console.command(cmd).await.map_err(|e| e.to_string());
