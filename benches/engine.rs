@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use indexmap::IndexMap;
 
 use taskdeck::engine::scheduler::next_dispatch;
 use taskdeck::engine::state::{EngineState, Limits};
@@ -38,16 +37,7 @@ fn layered(n: usize) -> Workflow {
         }
         prev = layer;
     }
-    Workflow {
-        name: "bench".into(),
-        description: None,
-        max_parallel: None,
-        context: Default::default(),
-        secrets: IndexMap::new(),
-        agents: IndexMap::new(),
-        tasks,
-        gates: vec![],
-    }
+    Workflow::new("bench", tasks)
 }
 
 fn drive(wf: Arc<Workflow>) -> u64 {

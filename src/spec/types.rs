@@ -33,6 +33,22 @@ pub struct Workflow {
     pub gates: Vec<GateSpec>,
 }
 
+impl Workflow {
+    /// A workflow of `tasks` with no context, secrets, agents of its own or gates.
+    pub fn new(name: impl Into<String>, tasks: Vec<TaskSpec>) -> Workflow {
+        Workflow {
+            name: name.into(),
+            description: None,
+            max_parallel: None,
+            context: Map::new(),
+            secrets: IndexMap::new(),
+            agents: IndexMap::new(),
+            tasks,
+            gates: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretSource {

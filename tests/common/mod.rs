@@ -5,7 +5,6 @@ pub mod tui;
 
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use taskdeck::engine::scheduler::next_dispatch;
 use taskdeck::engine::state::{EngineState, Limits};
 use taskdeck::model::{AttemptOutcome, Event, EventKind, RunId, TaskIdx, TaskState};
@@ -18,16 +17,7 @@ pub fn task(id: &str, needs: &[TaskIdx]) -> TaskSpec {
 }
 
 pub fn workflow(tasks: Vec<TaskSpec>) -> Workflow {
-    Workflow {
-        name: "test".into(),
-        description: None,
-        max_parallel: None,
-        context: Default::default(),
-        secrets: IndexMap::new(),
-        agents: IndexMap::new(),
-        tasks,
-        gates: vec![],
-    }
+    Workflow::new("test", tasks)
 }
 
 pub fn local(slots: u32) -> (String, AgentSpec) {
