@@ -345,3 +345,21 @@ fn wrap_timestamps_and_engine_log_toggle_in_the_logs_pane() {
     f.key("w");
     assert!(f.app.logs.wrap);
 }
+
+#[test]
+fn the_status_line_says_what_to_do_next() {
+    let mut f = Feed::failed();
+    let m = f.app.message.clone().unwrap();
+    assert!(
+        m.text.contains("failed") && m.text.contains("r on a failed task"),
+        "{}",
+        m.text
+    );
+    f.emit(EventKind::TaskAwaitingApproval { task: 9 });
+    let m = f.app.message.clone().unwrap();
+    assert!(
+        m.text.contains("release waits for approval") && m.text.contains("press a"),
+        "{}",
+        m.text
+    );
+}
