@@ -351,7 +351,7 @@ fn the_status_line_says_what_to_do_next() {
     let mut f = Feed::failed();
     let m = f.app.message.clone().unwrap();
     assert!(
-        m.text.contains("failed") && m.text.contains("r on a failed task"),
+        m.text.contains("failed") && m.text.contains("r retries a failed task"),
         "{}",
         m.text
     );

@@ -420,11 +420,11 @@ fn on_event(app: &mut App, ev: &Event) -> bool {
                 String::new()
             } else {
                 format!(
-                    " · {} on a failed task retries it",
+                    " · {} retries a failed task",
                     app.keymap.key_of(Action::Retry)
                 )
             };
-            app.say(format!("run {} ({name}) {state}{hint}", ev.run), level);
+            app.say(format!("run {name} {state}{hint}"), level);
             if app.exit_on_finish && app.own_runs_finished() {
                 app.quit = true;
             }
