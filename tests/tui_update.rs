@@ -393,3 +393,21 @@ fn copy_export_and_mouse_release_queue_their_effects() {
         vec![Effect::Mouse(true)]
     );
 }
+
+#[test]
+fn the_status_line_says_what_to_do_next() {
+    let mut f = Feed::failed();
+    let m = f.app.message.clone().unwrap();
+    assert!(
+        m.text.contains("failed") && m.text.contains("r retries a failed task"),
+        "{}",
+        m.text
+    );
+    f.emit(EventKind::TaskAwaitingApproval { task: 9 });
+    let m = f.app.message.clone().unwrap();
+    assert!(
+        m.text.contains("release waits for approval") && m.text.contains("press a"),
+        "{}",
+        m.text
+    );
+}

@@ -434,9 +434,29 @@ fn on_event(app: &mut App, ev: &Event) -> bool {
             } else {
                 Level::Error
             };
-            app.say(format!("run {} ({name}) {state}", ev.run), level);
+            let hint = if *state == RunState::Succeeded {
+                String::new()
+            } else {
+                format!(
+                    " · {} retries a failed task",
+                    app.keymap.key_of(Action::Retry)
+                )
+            };
+            app.say(format!("run {name} {state}{hint}"), level);
             if app.exit_on_finish && app.own_runs_finished() {
                 app.quit = true;
+            }
+        }
+        EventKind::TaskAwaitingApproval { task } => {
+            if let Some(run) = app.mirror.runs.get(&ev.run) {
+                let id = run.task_id(*task).to_string();
+                let key = app.keymap.key_of(Action::Approve);
+                app.say(
+                    format!(
+                        "{id} waits for approval: select it and press {key} (or :approve {id})"
+                    ),
+                    Level::Info,
+                );
             }
         }
         _ => {}
