@@ -536,3 +536,18 @@ fn spawn_outside_a_runtime_fails_the_attempt_instead_of_panicking() {
     };
     assert_eq!(r.outcome, AttemptOutcome::Failed);
 }
+
+#[tokio::test]
+async fn paused_time_does_not_count_against_the_timeout() {
+    let rig = Rig::new();
+    let mut req = rig.cmd("sleep 0.3");
+    req.timeout = Some(Duration::from_millis(600));
+    let mut run = rig.start(req);
+    run.started().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    run.handle.send(Control::Pause);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    run.handle.send(Control::Resume);
+    let r = run.finished().await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+}

@@ -258,13 +258,12 @@ fn cannot_start(program: &str, e: &io::Error) -> String {
 async fn supervise(
     req: &ExecRequest,
     mut child: Child,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    control: mpsc::UnboundedReceiver<Control>,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     logs: &LogStore,
 ) -> ExecResult {
     let started = Instant::now();
-    let key = &req.key;
-    let system = |line: String| logs.push(key, LogStream::System, line);
+    let system = |line: String| logs.push(&req.key, LogStream::System, line);
     let Some(pgid) = child.id() else {
         // tokio only forgets the pid once the child was reaped; nothing runs.
         return ExecResult::failed(
@@ -277,62 +276,26 @@ async fn supervise(
     let out = pump(&mut child.stdout.take(), LogStream::Stdout, req, logs);
     let err = pump(&mut child.stderr.take(), LogStream::Stderr, req, logs);
 
-    // Time spent paused does not count against the timeout.
-    let mut deadline = req.timeout.map(|t| started + t);
-    let mut paused_left: Option<Option<Duration>> = None;
-    let mut control_open = true;
-    let (status, stop) = loop {
-        let timer = async {
-            match deadline {
-                Some(d) if paused_left.is_none() => tokio::time::sleep_until(d).await,
-                _ => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            s = child.wait() => break (s, None),
-            _ = timer => break (Ok(ExitStatus::default()), Some(Stop::Timeout)),
-            c = control.recv(), if control_open => match c {
-                Some(Control::Cancel) => break (Ok(ExitStatus::default()), Some(Stop::Cancel)),
-                Some(Control::Pause) if paused_left.is_none() => {
-                    group::signal(pgid, libc::SIGSTOP);
-                    paused_left = Some(deadline.map(|d| d.saturating_duration_since(Instant::now())));
-                    system("paused (SIGSTOP to the process group)".to_string());
-                }
-                Some(Control::Resume) => {
-                    if let Some(left) = paused_left.take() {
-                        group::signal(pgid, libc::SIGCONT);
-                        deadline = left.map(|l| Instant::now() + l);
-                        system("resumed (SIGCONT to the process group)".to_string());
-                    }
-                }
-                Some(Control::Pause) => {}
-                None => control_open = false,
-            },
-            _ = reports.closed() => {
-                break (Ok(ExitStatus::default()), Some(Stop::EngineGone));
-            }
-        }
-    };
-    let status = match stop {
-        None => status,
-        Some(why) => {
+    let (status, stop) = match watch(&mut child, pgid, req.timeout, control, reports, &system).await
+    {
+        Ended::Exited(status) => (status, None),
+        Ended::Stopped(why) => {
             let reason = match why {
-                Stop::Timeout => {
-                    format!("timed out after {}", human(req.timeout.unwrap_or_default()))
-                }
+                Stop::Timeout => timeout_message(req.timeout),
                 Stop::Cancel => "cancelled".to_string(),
                 Stop::EngineGone => "taskdeck is stopping".to_string(),
             };
             system(format!("{reason}: sending SIGTERM to the process group"));
-            terminate(&mut child, pgid, req.kill_grace, &system).await
+            let status = terminate(&mut child, pgid, req.kill_grace, &system).await;
+            (status, Some(why))
         }
     };
-    // Stray background children must not outlive the attempt.
-    group::signal(pgid, libc::SIGKILL);
+    // Kills the group: stray background children must not outlive the attempt. (The leader is
+    // reaped by now; its pid cannot name a new group while members of this one remain, so the
+    // only race is a reused pid in the instant after the group emptied, which we accept.)
     drop(guard);
 
     let stderr_tail = drain(out, err, &system).await;
-    let elapsed = started.elapsed().as_secs_f64();
     let status = match status {
         Ok(s) => s,
         Err(e) => {
@@ -341,26 +304,87 @@ async fn supervise(
             return ExecResult::failed(AttemptOutcome::Failed, None, error);
         }
     };
-    let code = status.code();
-    system(match code {
+    let elapsed = started.elapsed().as_secs_f64();
+    system(match status.code() {
         Some(c) => format!("exited with code {c} after {elapsed:.2}s"),
         None => format!("{} after {elapsed:.2}s", describe_status(status)),
     });
+    conclude(req, status, stop, stderr_tail, &system).await
+}
 
-    match stop {
-        Some(Stop::Timeout) => return ExecResult::timed_out(code, req.timeout.unwrap_or_default()),
-        Some(Stop::Cancel) => return ExecResult::cancelled(code),
-        Some(Stop::EngineGone) => {
-            return ExecResult::failed(
-                AttemptOutcome::Cancelled,
-                code,
-                "taskdeck stopped while the task ran".to_string(),
-            );
+enum Ended {
+    Exited(io::Result<ExitStatus>),
+    Stopped(Stop),
+}
+
+/// Waits for the leader to exit, applying pause/resume on the way, until the timeout, a cancel
+/// or the engine going away says stop.
+async fn watch(
+    child: &mut Child,
+    pgid: u32,
+    timeout: Option<Duration>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    reports: &mpsc::UnboundedSender<ExecMsg>,
+    system: &impl Fn(String),
+) -> Ended {
+    // Time spent paused does not count against the timeout: while paused, `deadline` is `None`
+    // and `paused` holds what remained of it.
+    let mut deadline = timeout.map(|t| Instant::now() + t);
+    let mut paused: Option<Option<Duration>> = None;
+    let mut control_open = true;
+    loop {
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            s = child.wait() => return Ended::Exited(s),
+            _ = timer => return Ended::Stopped(Stop::Timeout),
+            _ = reports.closed() => return Ended::Stopped(Stop::EngineGone),
+            c = control.recv(), if control_open => match c {
+                Some(Control::Cancel) => return Ended::Stopped(Stop::Cancel),
+                Some(Control::Pause) if paused.is_none() => {
+                    group::signal(pgid, libc::SIGSTOP);
+                    paused = Some(deadline.take().map(|d| d.saturating_duration_since(Instant::now())));
+                    system("paused (SIGSTOP to the process group)".to_string());
+                }
+                Some(Control::Resume) => {
+                    if let Some(left) = paused.take() {
+                        group::signal(pgid, libc::SIGCONT);
+                        deadline = left.map(|l| Instant::now() + l);
+                        system("resumed (SIGCONT to the process group)".to_string());
+                    }
+                }
+                Some(Control::Pause) => {}
+                // The handle was dropped: the attempt runs on, uncontrolled.
+                None => control_open = false,
+            },
         }
-        None => {}
     }
-    match code {
-        Some(0) => {
+}
+
+/// The attempt's result once its processes are gone and its output read.
+async fn conclude(
+    req: &ExecRequest,
+    status: ExitStatus,
+    stop: Option<Stop>,
+    stderr_tail: Option<String>,
+    system: &impl Fn(String),
+) -> ExecResult {
+    let code = status.code();
+    match (stop, code) {
+        (Some(Stop::Timeout), _) => {
+            ExecResult::failed(AttemptOutcome::TimedOut, code, timeout_message(req.timeout))
+        }
+        (Some(Stop::Cancel), _) => ExecResult::cancelled(code),
+        (Some(Stop::EngineGone), _) => ExecResult::failed(
+            AttemptOutcome::Cancelled,
+            code,
+            "taskdeck stopped while the task ran".to_string(),
+        ),
+        (None, Some(0)) => {
             let path = req.attempt_dir.join(OUTPUT_FILE);
             match outputs::read(&path, req.max_output_bytes).await {
                 Ok(outputs) => ExecResult::succeeded(code, outputs),
@@ -371,15 +395,19 @@ async fn supervise(
                 }
             }
         }
-        Some(c) => {
+        (None, Some(c)) => {
             let error = match stderr_tail {
                 Some(tail) => format!("exited with code {c}: {tail}"),
                 None => format!("exited with code {c}"),
             };
             ExecResult::failed(AttemptOutcome::Failed, code, error)
         }
-        None => ExecResult::failed(AttemptOutcome::Failed, None, describe_status(status)),
+        (None, None) => ExecResult::failed(AttemptOutcome::Failed, None, describe_status(status)),
     }
+}
+
+fn timeout_message(timeout: Option<Duration>) -> String {
+    format!("timed out after {}", human(timeout.unwrap_or_default()))
 }
 
 type Pump = Option<JoinHandle<Option<String>>>;

@@ -55,8 +55,8 @@ pub fn to_text(buf: &[u8], truncated: bool) -> String {
     text
 }
 
-/// Copies one output stream into the log store until it closes. Returns the last non-empty line
-/// (redacted), which failure messages quote for stderr.
+/// Copies one output stream into the log store until it closes. For stderr, returns the last
+/// non-empty line (redacted), which failure messages quote.
 pub async fn pump<R: AsyncRead + Unpin>(
     reader: R,
     stream: LogStream,
@@ -81,7 +81,8 @@ pub async fn pump<R: AsyncRead + Unpin>(
             std::borrow::Cow::Borrowed(_) => text,
             std::borrow::Cow::Owned(r) => r,
         };
-        if !text.trim().is_empty() {
+        // Only stderr's last line is ever quoted; skip the copy for stdout.
+        if stream == LogStream::Stderr && !text.trim().is_empty() {
             last = Some(text.clone());
         }
         logs.push(&key, stream, text);
