@@ -1031,14 +1031,14 @@ impl EngineState {
                 ..RunIndex::default()
             },
         };
-        self.refresh_class_agents(&mut run);
         for i in 0..n {
             if run.tasks[i].unmet == 0 {
                 run.on_unblocked(i as TaskIdx);
             }
         }
         self.runs.insert(id, run);
-        // Agents may have been added: other runs' classes may gain candidates.
+        // Which agents can serve each ready class, for this run and (since this workflow may
+        // have added agents) every other.
         let roster: Vec<(Arc<str>, AgentSpec)> = self
             .agents
             .values()
@@ -1047,15 +1047,6 @@ impl EngineState {
         for r in self.runs.values_mut() {
             refresh_classes(r, &roster);
         }
-    }
-
-    fn refresh_class_agents(&self, run: &mut Run) {
-        let roster: Vec<(Arc<str>, AgentSpec)> = self
-            .agents
-            .values()
-            .map(|a| (a.name.clone(), a.spec.clone()))
-            .collect();
-        refresh_classes(run, &roster);
     }
 
     /// Closes the open attempt of `t`, releasing its slot, resources and locks.

@@ -41,12 +41,7 @@ pub(super) async fn run(
     logs: LogStore,
 ) {
     let key = req.key.clone();
-    let send = |report| {
-        let _ = reports.send(ExecMsg {
-            key: key.clone(),
-            report,
-        });
-    };
+    let send = |r| super::report(&reports, &key, r);
     send(ExecReport::Started { pid: None });
     let result = match run_instant(&b) {
         Some((result, line)) => {

@@ -40,12 +40,7 @@ pub(super) async fn run(
     logs: LogStore,
 ) {
     let key = req.key.clone();
-    let send = |report| {
-        let _ = reports.send(ExecMsg {
-            key: key.clone(),
-            report,
-        });
-    };
+    let send = |r| super::report(&reports, &key, r);
     let result = match start(&req, &line).await {
         Ok(child) => {
             let pid = child.id();

@@ -146,6 +146,19 @@ pub struct ExecMsg {
     pub report: ExecReport,
 }
 
+/// Sends one attempt's reports to the engine. A closed channel means the engine is gone; the
+/// attempt still cleans up after itself, so the error is not interesting.
+pub(crate) fn report(
+    reports: &mpsc::UnboundedSender<ExecMsg>,
+    key: &AttemptKey,
+    report: ExecReport,
+) {
+    let _ = reports.send(ExecMsg {
+        key: key.clone(),
+        report,
+    });
+}
+
 /// Operator control of a running attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
