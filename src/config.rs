@@ -24,6 +24,30 @@ pub struct Config {
     /// The console: theme and key bindings.
     #[serde(default)]
     pub ui: UiConfig,
+    /// The journal: where it is and how long finished runs are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: `url = "sqlite:///path"` or `"postgres://..."` (`--store` wins), and retention:
+/// finished runs beyond `keep_runs`, or older than `keep_days`, are deleted with their logs
+/// when an engine starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub url: Option<String>,
+    pub keep_runs: usize,
+    pub keep_days: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            keep_runs: 1000,
+            keep_days: 90,
+        }
+    }
 }
 
 /// `[ui]`: `theme = "light"` and `[ui.keys]` with `action = "key"` or `action = ["k1", "k2"]`.

@@ -17,5 +17,6 @@ pub mod model;
 pub mod paths;
 pub mod report;
 pub mod spec;
+pub mod store;
 pub mod template;
 pub mod tui;

@@ -10,7 +10,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     // Under the console, tracing goes to a file (cli::run sets that up), never to the terminal.
-    if !matches!(&cli.command, Commands::Run(args) if cli::run::opens_console(args)) {
+    let console = match &cli.command {
+        Commands::Run(a) => cli::run::opens_console(&a.opts),
+        Commands::Resume(a) => cli::run::opens_console(&a.opts),
+        Commands::Rerun(a) => cli::run::opens_console(&a.opts),
+        _ => false,
+    };
+    if !console {
         init_tracing();
     }
     let config = match Config::load(cli.config.as_deref()) {
@@ -20,14 +26,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Commands::Run(_))
-        && let Err(e) = taskdeck::exec::guardian::install()
+    if matches!(
+        cli.command,
+        Commands::Run(_) | Commands::Resume(_) | Commands::Rerun(_)
+    ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
         eprintln!("taskdeck: cannot start the process guardian ({e}); continuing without it");
     }
     let result = match cli.command {
         Commands::Run(args) => cli::run::run(args, config),
+        Commands::Resume(args) => cli::history::resume(args, config),
+        Commands::Rerun(args) => cli::history::rerun(args, config),
+        Commands::Runs(args) => cli::history::runs(args, &config),
+        Commands::Report(args) => cli::history::report(args, &config),
+        Commands::Diff(args) => cli::history::diff(args, &config),
+        Commands::Backup(args) => cli::history::backup(args, &config),
+        Commands::Restore(args) => cli::history::restore(args, &config),
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
     };

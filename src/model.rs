@@ -344,6 +344,16 @@ pub enum EventKind {
     CompensationStarted {
         task: TaskIdx,
     },
+    /// The engine that ran this attempt died; recovery ends the attempt as `interrupted` and
+    /// the task is ready for a new one (it does not count against the retry budget).
+    TaskInterrupted {
+        task: TaskIdx,
+        attempt: u32,
+    },
+    /// The engine died while this gate's checks ran; recovery checks it again.
+    GateInterrupted {
+        gate: u32,
+    },
     CompensationFinished {
         task: TaskIdx,
         ok: bool,
@@ -378,6 +388,8 @@ impl EventKind {
             EventKind::GateCheck { .. } => "gate_check",
             EventKind::GateFinished { .. } => "gate_finished",
             EventKind::CompensationStarted { .. } => "compensation_started",
+            EventKind::TaskInterrupted { .. } => "task_interrupted",
+            EventKind::GateInterrupted { .. } => "gate_interrupted",
             EventKind::CompensationFinished { .. } => "compensation_finished",
         }
     }
@@ -400,6 +412,7 @@ impl EventKind {
             | EventKind::TaskRetried { task }
             | EventKind::TaskRerun { task }
             | EventKind::CompensationStarted { task }
+            | EventKind::TaskInterrupted { task, .. }
             | EventKind::CompensationFinished { task, .. } => Some(*task),
             _ => None,
         }

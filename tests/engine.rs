@@ -49,11 +49,18 @@ impl Rig {
         let mut config = Config::default();
         config.defaults.kill_grace = Duration::from_millis(200);
         tweak(&mut config);
+        // Every engine test runs with a real journal: effects wait for their events to be
+        // committed, which is the path users run.
+        let store = taskdeck::store::open(&taskdeck::store::StoreUrl::Sqlite(
+            dir.path().join("journal.db"),
+        ))
+        .unwrap();
         let engine = EngineHandle::start(EngineOptions {
             config: Arc::new(config),
             log_dir: dir.path().join("logs"),
             work_dir: dir.path().join("work"),
             auto_approve,
+            journal: Some(taskdeck::store::Journal::spawn(store).unwrap()),
         });
         Rig { dir, engine }
     }

@@ -22,17 +22,38 @@ pub struct Cli {
 pub enum Commands {
     /// Run workflows.
     Run(RunArgs),
+    /// Resume an unfinished run after the process running it died.
+    Resume(ResumeArgs),
+    /// Start a new run of exactly the workflow version an earlier run used.
+    Rerun(RerunArgs),
+    /// List past and running runs from the store.
+    Runs(RunsArgs),
+    /// Write the JSON report of any run in the store.
+    Report(ReportArgs),
+    /// Show what changed in the workflow between two runs.
+    Diff(DiffArgs),
+    /// Copy the whole store to a file, consistently, while runs go on.
+    Backup(BackupArgs),
+    /// Replace the store's content with a backup.
+    Restore(RestoreArgs),
     /// Check workflow files and report every problem at once.
     Validate(ValidateArgs),
     /// Show a workflow's graph: levels, critical path, topological order.
     Graph(GraphArgs),
 }
 
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// Workflow files (TOML or JSON).
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
+/// `--store`, on every subcommand that touches runs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArg {
+    /// Where runs are journaled: sqlite://PATH (default: taskdeck.db in the data dir, or the
+    /// config file's [store] url), postgres://USER@HOST/DB, or memory (keep nothing).
+    #[arg(long, value_name = "URL", env = "TASKDECK_STORE")]
+    pub store: Option<String>,
+}
+
+/// How a run is shown and reported: shared by run, resume and rerun.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunOptions {
     /// Print progress lines instead of opening the console (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
@@ -52,6 +73,86 @@ pub struct RunArgs {
     /// Console: close when the runs end and exit with their result (0 only if all succeeded).
     #[arg(long)]
     pub exit_on_finish: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Workflow files (TOML or JSON).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub opts: RunOptions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The run's id (or a unique prefix of it); `taskdeck runs` lists them.
+    #[arg(required_unless_present = "last", conflicts_with = "last")]
+    pub run: Option<String>,
+    /// Resume the most recent unfinished run.
+    #[arg(long)]
+    pub last: bool,
+    #[command(flatten)]
+    pub opts: RunOptions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RerunArgs {
+    /// The run whose workflow version to run again.
+    pub run: String,
+    #[command(flatten)]
+    pub opts: RunOptions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// One JSON object per run, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Show at most this many runs (newest first).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run's id (or a unique prefix of it).
+    pub run: String,
+    /// Write the report here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The older run.
+    pub first: String,
+    /// The newer run.
+    pub second: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The backup file to create (an SQLite database; it must not exist yet).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// A file made by `taskdeck backup`.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,5 +186,6 @@ pub struct GraphArgs {
 }
 
 pub mod graph;
+pub mod history;
 pub mod run;
 pub mod validate;

@@ -8,18 +8,43 @@ use std::time::Instant;
 
 use color_eyre::eyre::WrapErr;
 
-use super::RunArgs;
+use super::{RunArgs, RunOptions, StoreArg};
 use crate::config::Config;
 use crate::engine::state::{EngineState, Run};
 use crate::engine::{EngineHandle, EngineOptions};
 use crate::model::{Command, Event, EventKind, GateState, RunId, RunState, TaskState};
 use crate::report::Report;
 use crate::spec::{self, LoadError, Workflow};
+use crate::store::{Journal, StoreUrl};
 
-/// Returns the process exit code.
+/// What an engine session starts with: new runs, and runs taken over from the journal.
+pub enum Launch {
+    Submit {
+        workflow: Box<Workflow>,
+        source: Option<String>,
+    },
+    Resume(RunId),
+}
+
+/// `taskdeck run FILE...`. Returns the process exit code.
 pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
+    let mut launches = Vec::new();
+    for file in &args.files {
+        match load(file, &config) {
+            Ok((workflow, text)) => launches.push(Launch::Submit {
+                workflow: Box::new(workflow),
+                source: Some(text),
+            }),
+            Err(code) => return Ok(code),
+        }
+    }
+    execute(launches, args.opts, config)
+}
+
+/// Runs an engine session (console or headless) that starts with `launches`.
+pub fn execute(launches: Vec<Launch>, opts: RunOptions, config: Config) -> color_eyre::Result<u8> {
     // Find out now, not after a long run, that the report could not be written.
-    if let Some(path) = &args.report {
+    if let Some(path) = &opts.report {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -37,22 +62,22 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
             return Ok(2);
         }
     }
-    let mut workflows = Vec::new();
-    for file in &args.files {
-        match load(file, &config) {
-            Ok(w) => workflows.push(w),
-            Err(code) => return Ok(code),
+    let journal = match open_journal(&opts.store, &config) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("taskdeck: {e}");
+            return Ok(2);
         }
-    }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
-    if opens_console(&args) {
-        return runtime.block_on(console(workflows, args, config));
+    if opens_console(&opts) {
+        return runtime.block_on(console(launches, opts, config, journal));
     }
-    let code = runtime.block_on(headless(workflows, args, config))?;
+    let code = runtime.block_on(headless(launches, opts, config, journal))?;
     // Every task process is gone (the engine shut down) and output is flushed; tearing down a
     // state of 100,000 tasks piece by piece would take longer than the run, so let the OS
     // reclaim it.
@@ -60,31 +85,76 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
     std::process::exit(code.into())
 }
 
-/// Whether `taskdeck run` opens the console: not `--headless`, and stdout is a terminal.
-pub fn opens_console(args: &RunArgs) -> bool {
-    !args.headless && std::io::IsTerminal::is_terminal(&std::io::stdout())
+/// Opens the store (pruning old runs per the retention settings) and starts its journal
+/// thread; `None` for `--store memory`.
+pub fn open_journal(store: &StoreArg, config: &Config) -> Result<Option<Journal>, String> {
+    let url = StoreUrl::from_arg(store.store.as_deref(), config).map_err(|e| e.to_string())?;
+    if url == StoreUrl::Memory {
+        return Ok(None);
+    }
+    let mut backend = crate::store::open(&url).map_err(|e| e.to_string())?;
+    let keep = &config.store;
+    match crate::store::prune(
+        backend.as_mut(),
+        keep.keep_runs,
+        keep.keep_days,
+        crate::model::now_millis(),
+    ) {
+        Ok(gone) if !gone.is_empty() => {
+            tracing::info!(runs = gone.len(), "pruned old runs from the store")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot prune old runs: {e}"),
+    }
+    Journal::spawn(backend)
+        .map(Some)
+        .map_err(|e| format!("cannot start the journal thread: {e}"))
+}
+
+/// Whether a session opens the console: not `--headless`, and stdout is a terminal.
+pub fn opens_console(opts: &RunOptions) -> bool {
+    !opts.headless && std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+fn engine_options(config: Config, journal: Option<Journal>) -> EngineOptions {
+    let mut opts = EngineOptions::from_config(config);
+    opts.journal = journal;
+    opts
 }
 
 /// The full-screen console over an embedded engine. Tracing goes to a file, never the screen.
 async fn console(
-    workflows: Vec<(Workflow, String)>,
-    args: RunArgs,
+    launches: Vec<Launch>,
+    opts: RunOptions,
     config: Config,
+    journal: Option<Journal>,
 ) -> color_eyre::Result<u8> {
     log_to_file();
-    let engine = EngineHandle::start(EngineOptions::from_config(config.clone()));
-    let console = crate::console::Console::Local(engine);
+    let engine = EngineHandle::start(engine_options(config.clone(), journal));
     let mut runs = Vec::new();
-    for (wf, text) in workflows {
-        runs.push(console.submit(wf, Some(text)).await?);
+    for l in launches {
+        match l {
+            Launch::Submit { workflow, source } => {
+                runs.push(engine.submit(*workflow, source).await?)
+            }
+            Launch::Resume(id) => match engine.resume(&id).await {
+                Ok((r, _)) => runs.push(r.run),
+                Err(e) => {
+                    engine.shutdown().await.ok();
+                    eprintln!("taskdeck: cannot resume run {id}: {e}");
+                    return Ok(2);
+                }
+            },
+        }
     }
-    let opts = crate::tui::Options {
-        theme: args.theme,
-        exit_on_finish: args.exit_on_finish,
+    let console = crate::console::Console::Local(engine);
+    let tui_opts = crate::tui::Options {
+        theme: opts.theme,
+        exit_on_finish: opts.exit_on_finish,
         config: std::sync::Arc::new(config),
     };
-    let result = crate::tui::run(console.clone(), runs.clone(), opts).await;
-    if let Some(path) = &args.report
+    let result = crate::tui::run(console.clone(), runs.clone(), tui_opts).await;
+    if let Some(path) = &opts.report
         && let Ok(snapshot) = console.snapshot().await
     {
         let reports: Vec<Report> = runs
@@ -148,11 +218,12 @@ pub fn load(file: &PathBuf, config: &Config) -> Result<(Workflow, String), u8> {
 }
 
 async fn headless(
-    workflows: Vec<(Workflow, String)>,
-    args: RunArgs,
+    launches: Vec<Launch>,
+    args: RunOptions,
     config: Config,
+    journal: Option<Journal>,
 ) -> color_eyre::Result<u8> {
-    let mut opts = EngineOptions::from_config(config);
+    let mut opts = engine_options(config, journal);
     opts.auto_approve = args.auto_approve;
     let engine = EngineHandle::start(opts);
     // Quiet runs need no event stream: they wait for the end, which keeps huge runs cheap.
@@ -161,19 +232,49 @@ async fn headless(
     } else {
         Some(engine.subscribe(0).await?)
     };
-    let multi = workflows.len() > 1;
+    let multi = launches.len() > 1;
     let mut runs: Vec<RunId> = Vec::new();
-    for (wf, text) in workflows {
-        let name = wf.name.clone();
-        let n = wf.tasks.len();
-        let id = engine.submit(wf, Some(text)).await?;
-        if args.quiet {
-            println!("run {id} of `{name}`: {n} tasks");
+    let mut printer = Printer::new(multi);
+    for l in launches {
+        match l {
+            Launch::Submit { workflow, source } => {
+                let name = workflow.name.clone();
+                let n = workflow.tasks.len();
+                let id = engine.submit(*workflow, source).await?;
+                if args.quiet {
+                    println!("run {id} of `{name}`: {n} tasks");
+                }
+                runs.push(id);
+            }
+            Launch::Resume(id) => match engine.resume(&id).await {
+                Ok((r, warnings)) => {
+                    for w in warnings {
+                        eprintln!("taskdeck: warning: {w}");
+                    }
+                    println!(
+                        "resumed run {} of `{}`: {} of {} tasks had finished{}",
+                        r.run,
+                        r.state.workflow.name,
+                        r.finished,
+                        r.tasks,
+                        if r.interrupted.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; interrupted, running again: {}", r.interrupted.join(", "))
+                        }
+                    );
+                    runs.push(r.run.clone());
+                    printer.adopt(r);
+                }
+                Err(e) => {
+                    engine.shutdown().await.ok();
+                    eprintln!("taskdeck: cannot resume run {id}: {e}");
+                    return Ok(2);
+                }
+            },
         }
-        runs.push(id);
     }
     let started = Instant::now();
-    let mut printer = Printer::new(multi);
     let mut finished: HashMap<RunId, RunState> = HashMap::new();
     let mut cancelling = false;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -385,6 +486,8 @@ fn summary(run: &Run, secs: f64) -> String {
 /// client does, to name tasks and know their attempts.
 struct Printer {
     mirror: EngineState,
+    /// Resumed runs: events up to this seq are already in the mirror.
+    skip_until: HashMap<RunId, u64>,
     multi: bool,
     out: std::io::BufWriter<std::io::Stdout>,
 }
@@ -399,12 +502,22 @@ impl Printer {
                 },
                 [],
             ),
+            skip_until: HashMap::new(),
             multi,
             out: std::io::BufWriter::new(std::io::stdout()),
         }
     }
 
+    /// Follows a resumed run from its recovered state on.
+    fn adopt(&mut self, r: crate::engine::Recovered) {
+        self.skip_until.insert(r.run.clone(), r.at_seq);
+        self.mirror.runs.insert(r.run, *r.state);
+    }
+
     fn event(&mut self, ev: &Event) {
+        if self.skip_until.get(&ev.run).is_some_and(|s| ev.seq <= *s) {
+            return;
+        }
         self.mirror.apply(ev);
         let Some(run) = self.mirror.run(&ev.run) else {
             return;
@@ -524,6 +637,14 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
         EventKind::TaskApproved { task } => format!("✓ {} approved", name(*task)),
         EventKind::TaskRetried { task } => format!("↻ {} retried by the operator", name(*task)),
         EventKind::TaskRerun { task } => format!("↻ re-running from {}", name(*task)),
+        EventKind::TaskInterrupted { task, attempt } => format!(
+            "↯ {} attempt {attempt} was interrupted (taskdeck stopped while it ran); it runs again",
+            name(*task)
+        ),
+        EventKind::GateInterrupted { gate } => format!(
+            "↯ gate {} was interrupted while checking; it checks again",
+            run.workflow.gates[*gate as usize].id
+        ),
         EventKind::GateFinished { gate, state } => {
             let g = &run.workflow.gates[*gate as usize];
             let results = &run.gates[*gate as usize].results;

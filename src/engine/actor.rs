@@ -25,6 +25,7 @@ use crate::model::{
     TaskState, now_millis,
 };
 use crate::spec::{Action, AgentKind, CheckKind, OnFail, SecretSource, Workflow};
+use crate::store::{self, Batch, Journal, LogRecord, RunRow, WorkflowRecord};
 
 /// Events kept for live subscribers before a slow one is told it fell behind.
 const BROADCAST_CAPACITY: usize = 1 << 16;
@@ -58,6 +59,8 @@ pub struct EngineOptions {
     /// Approve tasks as soon as they wait for approval (headless `--auto-approve`); the approval
     /// is still recorded as an event.
     pub auto_approve: bool,
+    /// The durable journal; `None` keeps everything in memory (tests, benchmarks).
+    pub journal: Option<Journal>,
 }
 
 impl EngineOptions {
@@ -67,6 +70,7 @@ impl EngineOptions {
             log_dir: crate::paths::state_dir().join("logs"),
             work_dir: crate::paths::runtime_dir().join("work"),
             auto_approve: false,
+            journal: None,
         }
     }
 }
@@ -101,6 +105,35 @@ enum Request {
     Inspect {
         f: Box<dyn FnOnce(&EngineState) + Send>,
     },
+    /// Takes over a run from its journaled events (recovery).
+    Adopt {
+        events: Vec<Event>,
+        reply: oneshot::Sender<Result<Recovered, EngineError>>,
+    },
+}
+
+/// What recovery found when it took a run over.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub run: RunId,
+    /// Attempts that were running when the engine died (each gets a new attempt).
+    pub interrupted: Vec<String>,
+    /// Tasks already finished (they never run again).
+    pub finished: u32,
+    pub tasks: u32,
+    /// The run right after recovery, and the sequence number it stands at: a client folding
+    /// events starts from this copy and applies only later events of the run.
+    pub state: Box<crate::engine::state::Run>,
+    pub at_seq: u64,
+}
+
+/// Work held back until the events that caused it are in the journal.
+enum AfterCommit {
+    Spawn(AttemptKey, Box<ExecRequest>),
+    Reply(Box<dyn FnOnce() + Send>),
+    Snapshot(oneshot::Sender<Box<EngineState>>),
+    Subscribe(u64, oneshot::Sender<Backlog>),
+    Inspect(Box<dyn FnOnce(&EngineState) + Send>),
 }
 
 /// A cheap handle to the engine; clone it freely.
@@ -108,6 +141,7 @@ enum Request {
 pub struct EngineHandle {
     tx: mpsc::UnboundedSender<Request>,
     logs: LogStore,
+    journal: Option<Journal>,
 }
 
 impl EngineHandle {
@@ -116,9 +150,10 @@ impl EngineHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let d = &opts.config.defaults;
         let logs = LogStore::new(opts.log_dir.clone(), d.log_lines_in_memory, d.max_log_bytes);
+        let journal = opts.journal.clone();
         let actor = Actor::new(opts, logs.clone());
         tokio::spawn(actor.run(rx));
-        EngineHandle { tx, logs }
+        EngineHandle { tx, logs, journal }
     }
 
     async fn ask<T>(
@@ -196,6 +231,30 @@ impl EngineHandle {
         .await?
     }
 
+    /// Takes over an unfinished run from the journal (after the process that ran it died):
+    /// finished tasks never run again, attempts that were running are marked `interrupted` and
+    /// get a new attempt; pauses, approvals, retry timers and gate results carry over. Returns
+    /// what was recovered and warnings (a damaged journal tail that was cut).
+    pub async fn resume(&self, run: &RunId) -> Result<(Recovered, Vec<String>), EngineError> {
+        let journal = self.journal.as_ref().ok_or_else(|| {
+            EngineError::Refused("this engine has no journal to resume runs from".into())
+        })?;
+        let wanted = run.clone();
+        let (events, warnings) = journal
+            .call(move |b| store::take_over(b, &wanted))
+            .await
+            .map_err(|e| EngineError::Refused(e.to_string()))?;
+        let recovered = self.ask(|reply| Request::Adopt { events, reply }).await??;
+        for w in &warnings {
+            self.logs.push_system(&recovered.run, w.clone());
+        }
+        Ok((recovered, warnings))
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
     /// Cancels every unfinished run, stops all processes, and waits for them.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.ask(|reply| Request::Shutdown { reply }).await
@@ -259,6 +318,8 @@ struct RunExtras {
     /// Gate -> how many times its checks have started (tells stale reports apart).
     gate_round: HashMap<u32, u32>,
     compensating: Option<TaskIdx>,
+    /// Content hash of the workflow version (the journal's `runs.version`).
+    version: String,
 }
 
 struct Actor {
@@ -273,6 +334,19 @@ struct Actor {
     logs: LogStore,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     finish_waiters: HashMap<RunId, Vec<oneshot::Sender<Result<RunState, EngineError>>>>,
+    /// Events applied to the state but not yet journaled nor sent to clients.
+    unflushed: Vec<Arc<Event>>,
+    /// Effects and replies waiting for `unflushed` to be journaled.
+    after_commit: Vec<AfterCommit>,
+    /// Runs whose journal row changed since the last commit.
+    dirty: Vec<RunId>,
+    new_workflows: Vec<WorkflowRecord>,
+    new_logs: Vec<LogRecord>,
+    /// The sequence number just before `history[0]`.
+    seq_base: u64,
+    /// Why the journal refuses writes, and when to try again.
+    journal_failure: Option<(String, u64)>,
+    next_heartbeat: u64,
 }
 
 impl Actor {
@@ -304,12 +378,32 @@ impl Actor {
             logs,
             shutdown_waiters: Vec::new(),
             finish_waiters: HashMap::new(),
+            unflushed: Vec::new(),
+            after_commit: Vec::new(),
+            dirty: Vec::new(),
+            new_workflows: Vec::new(),
+            new_logs: Vec::new(),
+            seq_base: 0,
+            journal_failure: None,
+            next_heartbeat: 0,
         }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        if let Some(journal) = self.opts.journal.clone() {
+            // Sequence numbers continue above everything the store has seen, so a client that
+            // resumes a feed after a restart never mistakes new events for old ones.
+            match journal.call(|b| b.max_seq()).await {
+                Ok(seq) => {
+                    self.seq_base = seq;
+                    self.state.last_seq = seq;
+                }
+                Err(e) => tracing::warn!("cannot read the journal's last sequence number: {e}"),
+            }
+        }
         loop {
             let more = self.pump();
+            self.flush().await;
             if !self.shutdown_waiters.is_empty() && self.handles.is_empty() {
                 for w in self.shutdown_waiters.drain(..) {
                     let _ = w.send(());
@@ -325,7 +419,7 @@ impl Actor {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let timer = self.state.next_timer();
+            let timer = self.next_wake();
             let sleep = async {
                 match timer {
                     Some(at) => {
@@ -339,17 +433,48 @@ impl Actor {
                 req = rx.recv() => match req {
                     Some(req) => self.handle_request(req),
                     None => {
-                        // Every handle is gone: stop what runs and leave.
+                        // Every handle is gone: stop what runs, journal it and leave.
                         self.cancel_everything();
+                        self.flush().await;
                         return;
                     }
                 },
                 Some(msg) = self.exec_rx.recv() => self.handle_exec(msg),
-                _ = sleep => self.fire_timers(),
+                _ = sleep => self.on_wake(),
             }
         }
     }
 
+    /// The next moment something is due: a retry timer, a journal retry, a lease renewal.
+    fn next_wake(&self) -> Option<u64> {
+        let mut at = self.state.next_timer();
+        let mut consider = |t: u64| at = Some(at.map_or(t, |a| a.min(t)));
+        if let Some((_, retry)) = &self.journal_failure {
+            consider(*retry);
+        }
+        if self.opts.journal.is_some() && self.state.runs.values().any(|r| !r.state.is_terminal()) {
+            consider(self.next_heartbeat);
+        }
+        at
+    }
+
+    fn on_wake(&mut self) {
+        self.fire_timers();
+        let now = now_millis();
+        if let Some(journal) = &self.opts.journal
+            && now >= self.next_heartbeat
+        {
+            self.next_heartbeat = now + store::HEARTBEAT_MILLIS;
+            let owner = store::owner_id();
+            journal.call_detached(move |b| {
+                if let Err(e) = b.heartbeat(&owner, now) {
+                    tracing::warn!("cannot renew the lease on running runs: {e}");
+                }
+            });
+        }
+    }
+
+    /// Applies an event now; clients and the journal get it at the next `flush`.
     fn emit(&mut self, run: &RunId, kind: EventKind) {
         let ev = Arc::new(Event {
             seq: self.state.last_seq + 1,
@@ -358,8 +483,162 @@ impl Actor {
             kind,
         });
         self.state.apply(&ev);
-        self.history.push(ev.clone());
-        let _ = self.events.send(ev);
+        if self.dirty.last() != Some(run) && !self.dirty.contains(run) {
+            self.dirty.push(run.clone());
+        }
+        self.unflushed.push(ev);
+    }
+
+    /// Journals the events applied since the last flush in one commit (group commit), then
+    /// sends them to clients and carries out what waited for them: processes start, replies
+    /// go out. When the journal refuses (a full disk), everything waits in memory and the
+    /// write is tried again a second later; nothing new starts meanwhile.
+    async fn flush(&mut self) {
+        if self.unflushed.is_empty() && self.after_commit.is_empty() && self.dirty.is_empty() {
+            return;
+        }
+        if let Some(journal) = self.opts.journal.clone() {
+            let now = now_millis();
+            if self
+                .journal_failure
+                .as_ref()
+                .is_some_and(|(_, at)| now < *at)
+            {
+                return;
+            }
+            let batch = Batch {
+                events: self.unflushed.clone(),
+                runs: self
+                    .dirty
+                    .iter()
+                    .filter_map(|id| self.run_row(id, now))
+                    .collect(),
+                workflows: self.new_workflows.clone(),
+                logs: self.new_logs.clone(),
+            };
+            if !batch.is_empty() {
+                match journal.call(move |b| b.append(&batch)).await {
+                    Ok(()) => {
+                        if self.journal_failure.take().is_some() {
+                            self.log_everywhere("the journal accepts writes again".into());
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if self.journal_failure.is_none() {
+                            tracing::error!("journal write failed: {msg}");
+                            self.log_everywhere(format!(
+                                "journal write failed: {msg} ({} events held in memory; nothing new starts until it works again)",
+                                self.unflushed.len()
+                            ));
+                        }
+                        self.journal_failure = Some((msg, now + 1000));
+                        return;
+                    }
+                }
+            }
+            self.new_workflows.clear();
+            self.new_logs.clear();
+        }
+        self.dirty.clear();
+        for ev in std::mem::take(&mut self.unflushed) {
+            self.history.push(ev.clone());
+            let _ = self.events.send(ev);
+        }
+        for job in std::mem::take(&mut self.after_commit) {
+            match job {
+                AfterCommit::Spawn(key, req) => self.spawn_now(key, *req),
+                AfterCommit::Reply(f) => f(),
+                AfterCommit::Snapshot(reply) => {
+                    let _ = reply.send(Box::new(self.state.clone()));
+                }
+                AfterCommit::Subscribe(from, reply) => {
+                    let start =
+                        (from.saturating_sub(self.seq_base) as usize).min(self.history.len());
+                    let backlog = self.history[start..].to_vec();
+                    let _ = reply.send((backlog, self.events.subscribe()));
+                }
+                AfterCommit::Inspect(f) => f(&self.state),
+            }
+        }
+    }
+
+    /// Why the journal refuses writes, if it does.
+    fn log_everywhere(&self, line: String) {
+        for (id, run) in &self.state.runs {
+            if !run.state.is_terminal() {
+                self.system_log(id, line.clone());
+            }
+        }
+    }
+
+    fn reply_later(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(AfterCommit::Reply(Box::new(f)));
+    }
+
+    /// The journal's row for a run as it stands now.
+    fn run_row(&self, id: &RunId, now: u64) -> Option<RunRow> {
+        let run = self.state.runs.get(id)?;
+        let counts = TaskState::ALL
+            .iter()
+            .zip(run.counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (s.as_str().to_string(), n))
+            .collect();
+        let live = !run.state.is_terminal();
+        Some(RunRow {
+            id: id.clone(),
+            workflow: run.workflow.name.clone(),
+            version: self
+                .extras
+                .get(id)
+                .map(|e| e.version.clone())
+                .unwrap_or_default(),
+            state: run.state.as_str().to_string(),
+            submitted_at: run.submitted_at,
+            finished_at: run.finished_at,
+            tasks: run.tasks.len() as u32,
+            counts,
+            owner: live.then(store::owner_id),
+            heartbeat: live.then_some(now),
+        })
+    }
+
+    /// Starts a process held back until its assignment was journaled, unless what it was for
+    /// has been cancelled meanwhile.
+    fn spawn_now(&mut self, key: AttemptKey, req: ExecRequest) {
+        let Some(run) = self.state.runs.get(&key.run) else {
+            return;
+        };
+        let wanted = match key.purpose {
+            Purpose::Task => run.tasks[key.task as usize]
+                .open_attempt()
+                .is_some_and(|a| a.number == key.attempt),
+            Purpose::GateCheck { gate, .. } => {
+                run.gates
+                    .get(gate as usize)
+                    .is_some_and(|g| g.state == GateState::Checking)
+                    && self
+                        .extras
+                        .get(&key.run)
+                        .and_then(|e| e.gate_round.get(&gate))
+                        .is_some_and(|r| *r == key.attempt)
+            }
+            Purpose::Compensation => self
+                .extras
+                .get(&key.run)
+                .is_some_and(|e| e.compensating == Some(key.task)),
+        };
+        if !wanted {
+            return;
+        }
+        let paused =
+            key.purpose == Purpose::Task && run.tasks[key.task as usize].state == TaskState::Paused;
+        let handle = exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
+        if paused {
+            handle.send(Control::Pause);
+        }
+        self.handles.insert(key, handle);
     }
 
     fn system_log(&self, run: &RunId, line: String) {
@@ -375,41 +654,50 @@ impl Actor {
                 source,
                 reply,
             } => {
-                let _ = reply.send(self.submit(*workflow, source));
+                let result = self.submit(*workflow, source);
+                self.reply_later(move || {
+                    let _ = reply.send(result);
+                });
             }
             Request::Command { cmd, reply } => {
-                let _ = reply.send(self.command(cmd));
+                let result = self.command(cmd);
+                self.reply_later(move || {
+                    let _ = reply.send(result);
+                });
             }
-            Request::Snapshot { reply } => {
-                let _ = reply.send(Box::new(self.state.clone()));
-            }
+            Request::Snapshot { reply } => self.after_commit.push(AfterCommit::Snapshot(reply)),
             Request::Subscribe { from, reply } => {
-                let start = (from as usize).min(self.history.len());
-                let backlog = self.history[start..].to_vec();
-                let _ = reply.send((backlog, self.events.subscribe()));
+                self.after_commit.push(AfterCommit::Subscribe(from, reply))
             }
             Request::Shutdown { reply } => {
                 self.cancel_everything();
                 self.shutdown_waiters.push(reply);
             }
-            Request::Inspect { f } => f(&self.state),
+            Request::Inspect { f } => self.after_commit.push(AfterCommit::Inspect(f)),
             Request::WaitFinished { run, reply } => match self.state.runs.get(&run) {
                 None => {
                     let _ = reply.send(Err(EngineError::UnknownRun(run)));
                 }
                 Some(r) if r.state.is_terminal() => {
-                    let _ = reply.send(Ok(r.state));
+                    let state = r.state;
+                    self.reply_later(move || {
+                        let _ = reply.send(Ok(state));
+                    });
                 }
                 Some(_) => self.finish_waiters.entry(run).or_default().push(reply),
             },
+            Request::Adopt { events, reply } => {
+                let result = self.adopt(events);
+                self.reply_later(move || {
+                    let _ = reply.send(result);
+                });
+            }
         }
     }
 
-    fn submit(&mut self, workflow: Workflow, source: Option<String>) -> Result<RunId, EngineError> {
-        let mut id = RunId::generate();
-        while self.state.runs.contains_key(&id) {
-            id = RunId::generate();
-        }
+    /// Per-run secrets and redactor, resolved from this process's environment (values are
+    /// never journaled, so a resumed run resolves them again).
+    fn run_extras(workflow: &Workflow, version: String) -> RunExtras {
         let mut secrets = Secrets::new();
         for (name, src) in &workflow.secrets {
             let SecretSource::Env(var) = src;
@@ -424,16 +712,111 @@ impl Actor {
         let redactor = Arc::new(Redactor::new(
             secrets.values().filter_map(|v| v.as_ref().ok().cloned()),
         ));
+        RunExtras {
+            secrets,
+            redactor,
+            version,
+            ..RunExtras::default()
+        }
+    }
+
+    /// The version hash of a workflow and, when it has no source text, its definition as JSON.
+    fn version_of(workflow: &Workflow, source: Option<&str>) -> (String, String) {
+        let definition = match source {
+            Some(_) => String::new(),
+            None => serde_json::to_string(workflow).unwrap_or_default(),
+        };
+        (store::workflow_hash(source, &definition), definition)
+    }
+
+    /// Takes a run over from its journaled events (see `EngineHandle::resume`).
+    fn adopt(&mut self, events: Vec<Event>) -> Result<Recovered, EngineError> {
+        let Some(first) = events.first() else {
+            return Err(EngineError::Refused(
+                "the journal holds no events for that run".into(),
+            ));
+        };
+        let id = first.run.clone();
+        if self.state.runs.contains_key(&id) {
+            return Err(EngineError::Refused(format!(
+                "run {id} is already open in this engine"
+            )));
+        }
+        let EventKind::RunSubmitted { workflow, source } = &first.kind else {
+            return Err(EngineError::Refused(format!(
+                "the journal of run {id} does not begin with its submission; it cannot be resumed"
+            )));
+        };
+        let (version, _) = Self::version_of(workflow, source.as_deref());
+        let extras = Self::run_extras(workflow, version);
+        let seq = self.state.last_seq;
+        for ev in &events {
+            if ev.run == id {
+                self.state.apply(ev);
+            }
+        }
+        self.state.last_seq = seq;
+        self.extras.insert(id.clone(), extras);
+        let run = &self.state.runs[&id];
+        let open: Vec<(TaskIdx, u32)> = (0..run.tasks.len() as TaskIdx)
+            .filter_map(|t| run.tasks[t as usize].open_attempt().map(|a| (t, a.number)))
+            .collect();
+        let checking: Vec<u32> = (0..run.gates.len() as u32)
+            .filter(|g| run.gates[*g as usize].state == GateState::Checking)
+            .collect();
+        let interrupted: Vec<String> = open
+            .iter()
+            .map(|(t, a)| format!("{}#{a}", run.task_id(*t)))
+            .collect();
+        let finished = run.terminal_count();
+        let tasks = run.tasks.len() as u32;
+        for (t, attempt) in open {
+            self.emit(&id, EventKind::TaskInterrupted { task: t, attempt });
+        }
+        for gate in checking {
+            self.emit(&id, EventKind::GateInterrupted { gate });
+        }
+        if !self.dirty.contains(&id) {
+            self.dirty.push(id.clone());
+        }
+        let mut line = format!("resumed run {id}: {finished} of {tasks} tasks had finished");
+        if !interrupted.is_empty() {
+            line.push_str(&format!(
+                "; interrupted attempts run again: {}",
+                interrupted.join(", ")
+            ));
+        }
+        self.system_log(&id, line.clone());
+        tracing::info!(run = %id, "{line}");
+        Ok(Recovered {
+            state: Box::new(self.state.runs[&id].clone()),
+            at_seq: self.state.last_seq,
+            run: id,
+            interrupted,
+            finished,
+            tasks,
+        })
+    }
+
+    fn submit(&mut self, workflow: Workflow, source: Option<String>) -> Result<RunId, EngineError> {
+        let mut id = RunId::generate();
+        while self.state.runs.contains_key(&id) {
+            id = RunId::generate();
+        }
+        let (version, definition) = Self::version_of(&workflow, source.as_deref());
+        if self.opts.journal.is_some() {
+            self.new_workflows.push(WorkflowRecord {
+                hash: version.clone(),
+                name: workflow.name.clone(),
+                source: source.clone(),
+                definition,
+                created_at: now_millis(),
+            });
+        }
         let n = workflow.tasks.len();
         let name = workflow.name.clone();
-        self.extras.insert(
-            id.clone(),
-            RunExtras {
-                secrets,
-                redactor,
-                ..RunExtras::default()
-            },
-        );
+        self.extras
+            .insert(id.clone(), Self::run_extras(&workflow, version));
         self.emit(
             &id,
             EventKind::RunSubmitted {
@@ -920,10 +1303,9 @@ impl Actor {
             return;
         }
         match self.prepare(&run_id, t, &agent, attempt) {
-            Ok(req) => {
-                let handle = exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
-                self.handles.insert(key, handle);
-            }
+            Ok(req) => self
+                .after_commit
+                .push(AfterCommit::Spawn(key, Box::new(req))),
             Err(e) => {
                 self.emit(
                     &run_id,
@@ -1054,6 +1436,17 @@ impl Actor {
             }
             (Purpose::Task, ExecReport::Finished(result)) => {
                 self.handles.remove(&key);
+                if self.opts.journal.is_some()
+                    && let Some(path) = self.logs.file(&key)
+                    && let Some(run) = self.state.runs.get(&key.run)
+                {
+                    self.new_logs.push(LogRecord {
+                        run: key.run.clone(),
+                        task: run.task_id(key.task).to_string(),
+                        attempt: key.attempt,
+                        path: path.to_string_lossy().into_owned(),
+                    });
+                }
                 self.finish_task_attempt(&key, result);
             }
             (Purpose::GateCheck { gate, check }, ExecReport::Finished(result)) => {
@@ -1275,9 +1668,8 @@ impl Actor {
                                     line,
                                     vars,
                                 );
-                                let handle =
-                                    exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
-                                self.handles.insert(key, handle);
+                                self.after_commit
+                                    .push(AfterCommit::Spawn(key, Box::new(req)));
                                 spawned += 1;
                             }
                             Err(e) => self.emit(
@@ -1420,8 +1812,13 @@ impl Actor {
         tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
         self.emit(id, EventKind::RunFinished { state });
-        for w in self.finish_waiters.remove(id).unwrap_or_default() {
-            let _ = w.send(Ok(state));
+        let waiters = self.finish_waiters.remove(id).unwrap_or_default();
+        if !waiters.is_empty() {
+            self.reply_later(move || {
+                for w in waiters {
+                    let _ = w.send(Ok(state));
+                }
+            });
         }
     }
 
@@ -1443,8 +1840,8 @@ impl Actor {
             Ok(line) => {
                 self.system_log(id, format!("compensating `{name}`: {line}"));
                 let req = self.side_request(key.clone(), name, line, vars);
-                let handle = exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
-                self.handles.insert(key, handle);
+                self.after_commit
+                    .push(AfterCommit::Spawn(key, Box::new(req)));
                 if let Some(e) = self.extras.get_mut(id) {
                     e.compensating = Some(t);
                 }

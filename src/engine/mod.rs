@@ -9,4 +9,4 @@ pub mod retry;
 pub mod scheduler;
 pub mod state;
 
-pub use actor::{EngineError, EngineHandle, EngineOptions, Subscription};
+pub use actor::{EngineError, EngineHandle, EngineOptions, Recovered, Subscription};

@@ -83,8 +83,13 @@ impl Task {
         self.attempts.last().filter(|a| a.finished_at.is_none())
     }
 
+    /// Attempts that count against the retry budget: interrupted ones (the engine died) do not.
     pub fn attempts_used(&self) -> u32 {
-        (self.attempts.len() - self.budget_base.min(self.attempts.len())) as u32
+        let from = self.budget_base.min(self.attempts.len());
+        self.attempts[from..]
+            .iter()
+            .filter(|a| a.outcome != Some(AttemptOutcome::Interrupted))
+            .count() as u32
     }
 
     pub fn last_agent(&self) -> Option<&Arc<str>> {
@@ -934,6 +939,34 @@ impl EngineState {
                 }
             }
             EventKind::CompensationStarted { .. } => {}
+            EventKind::TaskInterrupted { task, .. } => {
+                let t = *task;
+                self.end_attempt(
+                    &ev.run,
+                    t,
+                    AttemptOutcome::Interrupted,
+                    None,
+                    "taskdeck stopped while this attempt ran",
+                    now,
+                );
+                let Some(run) = self.runs.get_mut(&ev.run) else {
+                    return;
+                };
+                match run.tasks[t as usize].state {
+                    TaskState::Assigned | TaskState::Running => run.push_ready(t),
+                    // Paused mid-attempt: ready for a new attempt once resumed.
+                    TaskState::Paused => run.tasks[t as usize].paused_from = Some(TaskState::Ready),
+                    _ => {}
+                }
+            }
+            EventKind::GateInterrupted { gate } => {
+                let g = *gate as usize;
+                if run.gates[g].state == GateState::Checking {
+                    run.gates[g].state = GateState::Pending;
+                    run.gates[g].results.clear();
+                    run.index.gates_due.push(*gate);
+                }
+            }
             EventKind::CompensationFinished { task, .. } => {
                 run.tasks[*task as usize].compensated = true;
             }

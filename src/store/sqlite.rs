@@ -1,0 +1,678 @@
+//! The embedded journal: one SQLite file in WAL mode. `synchronous = NORMAL` makes every commit
+//! survive the death of the process (the case `kill -9` tests); a power cut may lose the last
+//! commits but never leaves the file inconsistent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::{
+    Backend, Batch, LogRecord, Result, RunRecord, RunRow, SCHEMA_VERSION, StoreError, StoredEvent,
+    WorkflowRecord, decode_event, encode_event,
+};
+use crate::model::{Millis, RunId};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    pos INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, pos);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    version TEXT NOT NULL,
+    state TEXT NOT NULL,
+    submitted_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    tasks INTEGER NOT NULL,
+    counts TEXT NOT NULL,
+    owner TEXT,
+    heartbeat INTEGER
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT,
+    definition TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (run_id, task, attempt)
+);
+";
+
+pub struct Sqlite {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Sqlite> {
+        let location = format!("sqlite://{}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Open(format!(
+                    "cannot create the store's folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        if path.is_dir() {
+            return Err(StoreError::Open(format!(
+                "the store {location} is a folder; give a file path"
+            )));
+        }
+        let conn = Connection::open(path).map_err(|e| open_error(&location, e))?;
+        let mut db = Sqlite {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.prepare().map_err(|e| match e {
+            StoreError::Db { detail, .. } => {
+                StoreError::Open(format!("cannot open the store {location}: {detail}"))
+            }
+            other => other,
+        })?;
+        Ok(db)
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        let loc = self.location();
+        self.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db_error(&loc, e))?;
+        // WAL lets readers (`taskdeck runs`, a second engine) work while an engine writes.
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| db_error(&loc, e))?;
+        if mode != "wal" {
+            tracing::warn!(store = %loc, mode, "SQLite would not switch to WAL mode");
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(|e| db_error(&loc, e))?;
+        check_version(&self.conn, &loc)?;
+        self.conn
+            .execute_batch(SCHEMA)
+            .map_err(|e| db_error(&loc, e))?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(())
+    }
+
+    fn runs_table(conn: &Connection) -> rusqlite::Result<Vec<RunRow>> {
+        let mut stmt = conn.prepare(
+            "SELECT id, workflow, version, state, submitted_at, finished_at, tasks, counts, owner, heartbeat
+             FROM runs ORDER BY submitted_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let counts: String = r.get(7)?;
+            Ok(RunRow {
+                id: RunId::from(r.get::<_, String>(0)?.as_str()),
+                workflow: r.get(1)?,
+                version: r.get(2)?,
+                state: r.get(3)?,
+                submitted_at: r.get::<_, i64>(4)? as Millis,
+                finished_at: r.get::<_, Option<i64>>(5)?.map(|v| v as Millis),
+                tasks: r.get::<_, i64>(6)? as u32,
+                counts: serde_json::from_str(&counts).unwrap_or_default(),
+                owner: r.get(8)?,
+                heartbeat: r.get::<_, Option<i64>>(9)?.map(|v| v as Millis),
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+/// Refuses a file written by a newer taskdeck before touching it.
+fn check_version(conn: &Connection, loc: &str) -> Result<()> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(|e| db_error(loc, e))?
+        > 0;
+    if !has_meta {
+        return Ok(());
+    }
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| db_error(loc, e))?;
+    let found: i64 = found.and_then(|v| v.parse().ok()).unwrap_or(SCHEMA_VERSION);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            location: loc.to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn open_error(loc: &str, e: rusqlite::Error) -> StoreError {
+    match db_error(loc, e) {
+        StoreError::Db { detail, .. } => {
+            StoreError::Open(format!("cannot open the store {loc}: {detail}"))
+        }
+        other => other,
+    }
+}
+
+/// Turns SQLite's errors into ones that say what to do.
+fn db_error(loc: &str, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        match f.code {
+            ErrorCode::DiskFull => return StoreError::Full(loc.to_string()),
+            ErrorCode::ReadOnly => return StoreError::ReadOnly(loc.to_string()),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StoreError::Busy(loc.to_string());
+            }
+            ErrorCode::NotADatabase => {
+                return StoreError::Corrupt {
+                    location: loc.to_string(),
+                    detail: "the file is not a taskdeck store (not an SQLite database)".into(),
+                };
+            }
+            ErrorCode::DatabaseCorrupt => {
+                return StoreError::Corrupt {
+                    location: loc.to_string(),
+                    detail: format!("{e}; restore it from a backup (`taskdeck restore FILE`)"),
+                };
+            }
+            ErrorCode::CannotOpen => {
+                return StoreError::Open(format!(
+                    "cannot open the store {loc}: check that its folder exists and is writable"
+                ));
+            }
+            _ => {}
+        }
+    }
+    StoreError::Db {
+        location: loc.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Version numbers per workflow name, in the order the store first saw each version.
+pub(super) fn version_numbers(mut versions: Vec<(String, String, i64)>) -> HashMap<String, u32> {
+    versions
+        .sort_by(|a, b| (a.1.as_str(), a.2, a.0.as_str()).cmp(&(b.1.as_str(), b.2, b.0.as_str())));
+    let mut out = HashMap::new();
+    let mut per_name: HashMap<String, u32> = HashMap::new();
+    for (hash, name, _) in versions {
+        let n = per_name.entry(name).or_insert(0);
+        *n += 1;
+        out.insert(hash, *n);
+    }
+    out
+}
+
+impl Backend for Sqlite {
+    fn location(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    fn append(&mut self, batch: &Batch) -> Result<()> {
+        let loc = self.location();
+        let err = |e| db_error(&loc, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO events (seq, run_id, ts, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            let mut max_seq = 0;
+            for ev in &batch.events {
+                max_seq = max_seq.max(ev.seq);
+                ins.execute(params![
+                    ev.seq as i64,
+                    ev.run.as_str(),
+                    ev.ts as i64,
+                    ev.kind.name(),
+                    encode_event(&ev.kind)
+                ])
+                .map_err(err)?;
+            }
+            if max_seq > 0 {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('max_seq', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                    [max_seq as i64],
+                )
+                .map_err(err)?;
+            }
+            let mut wf = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO workflows (hash, name, source, definition, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            for w in &batch.workflows {
+                wf.execute(params![
+                    w.hash,
+                    w.name,
+                    w.source,
+                    w.definition,
+                    w.created_at as i64
+                ])
+                .map_err(err)?;
+            }
+            let mut run = tx
+                .prepare_cached(
+                    "INSERT INTO runs (id, workflow, version, state, submitted_at, finished_at, tasks, counts, owner, heartbeat)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
+                         counts = excluded.counts, owner = excluded.owner, heartbeat = excluded.heartbeat",
+                )
+                .map_err(err)?;
+            for r in &batch.runs {
+                run.execute(params![
+                    r.id.as_str(),
+                    r.workflow,
+                    r.version,
+                    r.state,
+                    r.submitted_at as i64,
+                    r.finished_at.map(|v| v as i64),
+                    r.tasks as i64,
+                    serde_json::to_string(&r.counts).unwrap_or_else(|_| "{}".into()),
+                    r.owner,
+                    r.heartbeat.map(|v| v as i64),
+                ])
+                .map_err(err)?;
+            }
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO logs (run_id, task, attempt, path) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(err)?;
+            for l in &batch.logs {
+                log.execute(params![l.run.as_str(), l.task, l.attempt as i64, l.path])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn max_seq(&mut self) -> Result<u64> {
+        let loc = self.location();
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    fn submission(&mut self, run: &RunId) -> Result<Option<crate::model::Event>> {
+        let loc = self.location();
+        let row: Option<(i64, i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, ts, payload FROM events WHERE run_id = ?1 ORDER BY pos LIMIT 1",
+                [run.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| db_error(&loc, e))?;
+        row.map(|(seq, ts, p)| {
+            decode_event(seq, ts, run.as_str(), &p).map_err(|detail| StoreError::Corrupt {
+                location: loc.clone(),
+                detail: format!("the first event of run {run} cannot be read: {detail}"),
+            })
+        })
+        .transpose()
+    }
+
+    fn run_events(&mut self, run: &RunId) -> Result<Vec<StoredEvent>> {
+        let loc = self.location();
+        let err = |e| db_error(&loc, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT pos, seq, ts, payload FROM events WHERE run_id = ?1 ORDER BY pos",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([run.as_str()], |r| {
+                let pos: i64 = r.get(0)?;
+                let seq: i64 = r.get(1)?;
+                let ts: i64 = r.get(2)?;
+                // A payload that is not text (a damaged row) is reported, not fatal.
+                let payload: rusqlite::Result<String> = r.get(3);
+                Ok(StoredEvent {
+                    pos,
+                    event: payload
+                        .map_err(|e| e.to_string())
+                        .and_then(|p| decode_event(seq, ts, run.as_str(), &p)),
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
+    }
+
+    fn cut_events(&mut self, run: &RunId, pos: i64) -> Result<u64> {
+        let loc = self.location();
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM events WHERE run_id = ?1 AND pos >= ?2",
+                params![run.as_str(), pos],
+            )
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(n as u64)
+    }
+
+    fn runs(&mut self) -> Result<Vec<RunRecord>> {
+        let loc = self.location();
+        let err = |e| db_error(&loc, e);
+        let rows = Self::runs_table(&self.conn).map_err(err)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT hash, name, created_at FROM workflows")
+            .map_err(err)?;
+        let versions = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(err)?;
+        let numbers = version_numbers(versions);
+        Ok(rows
+            .into_iter()
+            .map(|row| RunRecord {
+                version_no: numbers.get(&row.version).copied().unwrap_or(1),
+                row,
+            })
+            .collect())
+    }
+
+    fn claim(
+        &mut self,
+        run: &RunId,
+        owner: &str,
+        previous: Option<&str>,
+        now: Millis,
+    ) -> Result<bool> {
+        let loc = self.location();
+        let n = self
+            .conn
+            .execute(
+                "UPDATE runs SET owner = ?1, heartbeat = ?2 WHERE id = ?3 AND owner IS ?4",
+                params![owner, now as i64, run.as_str(), previous],
+            )
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(n == 1)
+    }
+
+    fn heartbeat(&mut self, owner: &str, now: Millis) -> Result<()> {
+        let loc = self.location();
+        self.conn
+            .execute(
+                "UPDATE runs SET heartbeat = ?1 WHERE owner = ?2",
+                params![now as i64, owner],
+            )
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(())
+    }
+
+    fn release(&mut self, owner: &str) -> Result<()> {
+        let loc = self.location();
+        self.conn
+            .execute("UPDATE runs SET owner = NULL WHERE owner = ?1", [owner])
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(())
+    }
+
+    fn workflow(&mut self, hash: &str) -> Result<Option<WorkflowRecord>> {
+        let loc = self.location();
+        self.conn
+            .query_row(
+                "SELECT hash, name, source, definition, created_at FROM workflows WHERE hash = ?1",
+                [hash],
+                |r| {
+                    Ok(WorkflowRecord {
+                        hash: r.get(0)?,
+                        name: r.get(1)?,
+                        source: r.get(2)?,
+                        definition: r.get(3)?,
+                        created_at: r.get::<_, i64>(4)? as Millis,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| db_error(&loc, e))
+    }
+
+    fn log_files(&mut self, run: &RunId) -> Result<Vec<LogRecord>> {
+        let loc = self.location();
+        let err = |e| db_error(&loc, e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT task, attempt, path FROM logs WHERE run_id = ?1 ORDER BY task, attempt",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([run.as_str()], |r| {
+                Ok(LogRecord {
+                    run: run.clone(),
+                    task: r.get(0)?,
+                    attempt: r.get::<_, i64>(1)? as u32,
+                    path: r.get(2)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
+    }
+
+    fn delete_runs(&mut self, ids: &[RunId]) -> Result<()> {
+        let loc = self.location();
+        let err = |e| db_error(&loc, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        for id in ids {
+            for table in [
+                "DELETE FROM events WHERE run_id = ?1",
+                "DELETE FROM logs WHERE run_id = ?1",
+                "DELETE FROM runs WHERE id = ?1",
+            ] {
+                tx.execute(table, [id.as_str()]).map_err(err)?;
+            }
+        }
+        // Workflow versions no run uses any more go too.
+        tx.execute(
+            "DELETE FROM workflows WHERE hash NOT IN (SELECT version FROM runs)",
+            [],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn backup_to(&mut self, dest: &Path) -> Result<()> {
+        let loc = self.location();
+        // VACUUM INTO reads one consistent snapshot while writers go on (WAL).
+        self.conn
+            .execute("VACUUM INTO ?1", [dest.to_string_lossy()])
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(())
+    }
+
+    fn restore_from(&mut self, src: &Path) -> Result<()> {
+        let loc = self.location();
+        let from = Sqlite::open_backup(src)?;
+        let backup =
+            rusqlite::backup::Backup::new(&from, &mut self.conn).map_err(|e| db_error(&loc, e))?;
+        backup
+            .run_to_completion(256, Duration::from_millis(5), None)
+            .map_err(|e| db_error(&loc, e))?;
+        Ok(())
+    }
+}
+
+impl Sqlite {
+    /// Opens a backup file read-only after checking it is a taskdeck store we can read.
+    pub(super) fn open_backup(src: &Path) -> Result<Connection> {
+        let loc = format!("sqlite://{}", src.display());
+        if !src.is_file() {
+            return Err(StoreError::Open(format!(
+                "no backup file {}",
+                src.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| open_error(&loc, e))?;
+        check_version(&conn, &loc)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'runs', 'workflows', 'logs', 'meta')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_error(&loc, e))?;
+        if tables != 5 {
+            return Err(StoreError::Invalid(format!(
+                "{} is not a taskdeck backup (it lacks the journal's tables)",
+                src.display()
+            )));
+        }
+        Ok(conn)
+    }
+
+    /// Every row of every table of a backup, for loading into another kind of store.
+    pub(super) fn dump(conn: &Connection) -> rusqlite::Result<Dump> {
+        let mut d = Dump {
+            runs: Self::runs_table(conn)?,
+            ..Dump::default()
+        };
+        let mut stmt =
+            conn.prepare("SELECT seq, run_id, ts, kind, payload FROM events ORDER BY pos")?;
+        d.events = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            conn.prepare("SELECT hash, name, source, definition, created_at FROM workflows")?;
+        d.workflows = stmt
+            .query_map([], |r| {
+                Ok(WorkflowRecord {
+                    hash: r.get(0)?,
+                    name: r.get(1)?,
+                    source: r.get(2)?,
+                    definition: r.get(3)?,
+                    created_at: r.get::<_, i64>(4)? as Millis,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare("SELECT run_id, task, attempt, path FROM logs")?;
+        d.logs = stmt
+            .query_map([], |r| {
+                Ok(LogRecord {
+                    run: RunId::from(r.get::<_, String>(0)?.as_str()),
+                    task: r.get(1)?,
+                    attempt: r.get::<_, i64>(2)? as u32,
+                    path: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        d.max_seq = conn
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        Ok(d)
+    }
+
+    /// Writes a dump (from any store) into a fresh SQLite file.
+    pub(super) fn write_dump(dest: &Path, d: &Dump) -> Result<()> {
+        let mut db = Sqlite::open(dest)?;
+        let loc = db.location();
+        let err = |e| db_error(&loc, e);
+        let tx = db.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare("INSERT INTO events (seq, run_id, ts, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(err)?;
+            for (seq, run, ts, kind, payload) in &d.events {
+                ins.execute(params![seq, run, ts, kind, payload])
+                    .map_err(err)?;
+            }
+            for w in &d.workflows {
+                tx.execute(
+                    "INSERT INTO workflows (hash, name, source, definition, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![w.hash, w.name, w.source, w.definition, w.created_at as i64],
+                )
+                .map_err(err)?;
+            }
+            for r in &d.runs {
+                tx.execute(
+                    "INSERT INTO runs (id, workflow, version, state, submitted_at, finished_at, tasks, counts, owner, heartbeat)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)",
+                    params![
+                        r.id.as_str(),
+                        r.workflow,
+                        r.version,
+                        r.state,
+                        r.submitted_at as i64,
+                        r.finished_at.map(|v| v as i64),
+                        r.tasks as i64,
+                        serde_json::to_string(&r.counts).unwrap_or_else(|_| "{}".into()),
+                    ],
+                )
+                .map_err(err)?;
+            }
+            for l in &d.logs {
+                tx.execute(
+                    "INSERT INTO logs (run_id, task, attempt, path) VALUES (?1, ?2, ?3, ?4)",
+                    params![l.run.as_str(), l.task, l.attempt as i64, l.path],
+                )
+                .map_err(err)?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('max_seq', ?1)",
+                [d.max_seq.to_string()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+/// The whole content of a store, database-neutral.
+#[derive(Default)]
+pub(super) struct Dump {
+    pub events: Vec<(i64, String, i64, String, String)>,
+    pub runs: Vec<RunRow>,
+    pub workflows: Vec<WorkflowRecord>,
+    pub logs: Vec<LogRecord>,
+    pub max_seq: i64,
+}
