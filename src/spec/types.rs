@@ -221,44 +221,72 @@ pub struct TaskSpec {
     /// The table key it came from (equals `id` unless a matrix expanded it).
     pub base: String,
     /// This instance's matrix values (empty unless expanded).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub matrix: IndexMap<String, Value>,
     pub action: Action,
     /// Resolved dependencies (indices into `Workflow::tasks`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<TaskIdx>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires: Vec<String>,
     /// Pin to one agent by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// 1 (lowest) ..= 10 (highest); `normal` = 5.
+    #[serde(
+        default = "normal_priority",
+        skip_serializing_if = "is_normal_priority"
+    )]
     pub priority: u8,
-    #[serde(default, with = "humantime_serde_compat::option")]
+    #[serde(
+        default,
+        with = "humantime_serde_compat::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Resources::is_zero")]
     pub resources: Resources,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
     /// CEL condition; false -> skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub approval: bool,
     /// Context this task may read; `None` = default (direct upstream outputs and the context layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub continue_on_failure: bool,
     /// Saga compensation command, run for succeeded tasks when the run fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate: Option<String>,
+}
+
+// Defaults are left out when a workflow is serialised (the journal stores one per run, and a
+// 100,000-task run should not spend 40 MB saying "priority 5, one attempt" for every task).
+fn normal_priority() -> u8 {
+    5
+}
+
+fn is_normal_priority(p: &u8) -> bool {
+    *p == 5
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl RetryPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == RetryPolicy::default()
+    }
 }
 
 impl TaskSpec {

@@ -8,6 +8,7 @@
 
 mod journal;
 mod postgres;
+mod segment;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -18,9 +19,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::model::{Event, EventKind, Millis, RunId};
+use crate::model::{Event, Millis, RunId};
 
 pub use journal::Journal;
+pub use segment::{Segment, decode_segment, first_event, segment_prefix, segments};
 
 /// The schema this build writes. A store with a higher number was written by a newer taskdeck.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -270,9 +272,11 @@ impl Batch {
     }
 }
 
-/// An event as read back: its store position and the decoded event, or why it cannot be decoded.
+/// An event as read back: where it is (segment row, line in it) and the decoded event, or why
+/// it cannot be decoded.
 pub struct StoredEvent {
     pub pos: i64,
+    pub line: usize,
     pub event: Result<Event, String>,
 }
 
@@ -289,8 +293,8 @@ pub trait Backend: Send {
     fn submission(&mut self, run: &RunId) -> Result<Option<Event>>;
     /// All events of a run in the order they were written.
     fn run_events(&mut self, run: &RunId) -> Result<Vec<StoredEvent>>;
-    /// Deletes a run's events from `pos` on (a damaged tail); returns how many went.
-    fn cut_events(&mut self, run: &RunId, pos: i64) -> Result<u64>;
+    /// Cuts a run's events from line `line` of segment `pos` on (a damaged tail).
+    fn cut_events(&mut self, run: &RunId, pos: i64, line: usize) -> Result<()>;
     /// Every run, newest first.
     fn runs(&mut self) -> Result<Vec<RunRecord>>;
     /// Takes over an unfinished run for `owner` if `previous` still holds it (compare-and-set).
@@ -385,34 +389,18 @@ pub fn take_over(b: &mut dyn Backend, run: &RunId) -> Result<(Vec<Event>, Vec<St
         match &s.event {
             Ok(ev) => events.push(ev.clone()),
             Err(why) => {
-                let cut = b.cut_events(&id, s.pos)?;
+                b.cut_events(&id, s.pos, s.line)?;
                 warnings.push(format!(
-                    "the journal of run {id} is damaged at event {} of {} ({why}); cut {cut} events from there and resumed from the last good one",
+                    "the journal of run {id} is damaged at event {} of {} ({why}); cut {} events from there and resumed from the last good one",
                     i + 1,
-                    stored.len()
+                    stored.len(),
+                    stored.len() - i
                 ));
                 break;
             }
         }
     }
     Ok((events, warnings))
-}
-
-/// Decodes a stored event row.
-pub fn decode_event(seq: i64, ts: i64, run: &str, payload: &str) -> Result<Event, String> {
-    let kind: EventKind = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-    Ok(Event {
-        seq: seq as u64,
-        ts: ts as Millis,
-        run: RunId::from(run),
-        kind,
-    })
-}
-
-pub fn encode_event(kind: &EventKind) -> String {
-    // Events are plain data; serialising them cannot fail short of a bug, which the reader
-    // then reports as a damaged event rather than the writer crashing.
-    serde_json::to_string(kind).unwrap_or_default()
 }
 
 /// This process's identity as a run owner: `host:pid:start_millis`.

@@ -7,10 +7,11 @@ use std::path::Path;
 
 use postgres::{Client, IsolationLevel, NoTls};
 
+use super::sqlite::corrupt_first;
 use super::sqlite::{Dump, Sqlite, version_numbers};
 use super::{
-    Backend, Batch, LogRecord, Result, RunRecord, RunRow, SCHEMA_VERSION, StoreError, StoredEvent,
-    WorkflowRecord, decode_event, encode_event, redact_url,
+    Backend, Batch, LogRecord, Result, RunRecord, RunRow, SCHEMA_VERSION, Segment, StoreError,
+    StoredEvent, WorkflowRecord, decode_segment, first_event, redact_url, segment_prefix, segments,
 };
 use crate::model::{Millis, RunId};
 
@@ -18,11 +19,11 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     pos BIGSERIAL PRIMARY KEY,
-    seq BIGINT NOT NULL,
     run_id TEXT NOT NULL,
-    ts BIGINT NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    payload BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, pos);
 CREATE TABLE IF NOT EXISTS runs (
@@ -148,12 +149,18 @@ impl Postgres {
         };
         d.events = tx
             .query(
-                "SELECT seq, run_id, ts, kind, payload FROM events ORDER BY pos",
+                "SELECT run_id, first_seq, last_seq, count, payload FROM events ORDER BY pos",
                 &[],
             )
             .map_err(err)?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .map(|r| Segment {
+                run: RunId::from(r.get::<_, String>(0).as_str()),
+                first_seq: r.get::<_, i64>(1) as u64,
+                last_seq: r.get::<_, i64>(2) as u64,
+                count: r.get::<_, i64>(3) as u32,
+                payload: r.get(4),
+            })
             .collect();
         d.workflows = tx
             .query(
@@ -192,6 +199,24 @@ impl Postgres {
         tx.commit().map_err(err)?;
         Ok(d)
     }
+}
+
+/// All segments in one statement: one round trip per commit.
+fn insert_segments(
+    tx: &mut postgres::Transaction<'_>,
+    segs: &[Segment],
+) -> std::result::Result<(), postgres::Error> {
+    let run: Vec<&str> = segs.iter().map(|s| s.run.as_str()).collect();
+    let first: Vec<i64> = segs.iter().map(|s| s.first_seq as i64).collect();
+    let last: Vec<i64> = segs.iter().map(|s| s.last_seq as i64).collect();
+    let count: Vec<i64> = segs.iter().map(|s| s.count as i64).collect();
+    let payload: Vec<&[u8]> = segs.iter().map(|s| s.payload.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO events (run_id, first_seq, last_seq, count, payload)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])",
+        &[&run, &first, &last, &count, &payload],
+    )?;
+    Ok(())
 }
 
 fn describe(e: &postgres::Error) -> String {
@@ -235,29 +260,10 @@ impl Backend for Postgres {
         let loc = self.location.clone();
         let err = |e| db_error(&loc, e);
         let mut tx = self.client.transaction().map_err(err)?;
-        if !batch.events.is_empty() {
-            let n = batch.events.len();
-            let (mut seq, mut run, mut ts, mut kind, mut payload) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for ev in &batch.events {
-                seq.push(ev.seq as i64);
-                run.push(ev.run.as_str());
-                ts.push(ev.ts as i64);
-                kind.push(ev.kind.name());
-                payload.push(encode_event(&ev.kind));
-            }
-            tx.execute(
-                "INSERT INTO events (seq, run_id, ts, kind, payload)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[])",
-                &[&seq, &run, &ts, &kind, &payload],
-            )
-            .map_err(err)?;
-            let max = seq.iter().copied().max().unwrap_or(0);
+        let segs = segments(&batch.events);
+        if !segs.is_empty() {
+            insert_segments(&mut tx, &segs).map_err(err)?;
+            let max = segs.iter().map(|s| s.last_seq as i64).max().unwrap_or(0);
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('max_seq', $1)
                  ON CONFLICT (key) DO UPDATE SET value = GREATEST(CAST(meta.value AS BIGINT), CAST(excluded.value AS BIGINT))::text",
@@ -323,20 +329,12 @@ impl Backend for Postgres {
         let row = self
             .client
             .query_opt(
-                "SELECT seq, ts, payload FROM events WHERE run_id = $1 ORDER BY pos LIMIT 1",
+                "SELECT payload FROM events WHERE run_id = $1 ORDER BY pos LIMIT 1",
                 &[&run.as_str()],
             )
             .map_err(|e| db_error(&loc, e))?;
-        row.map(|r| {
-            let payload: String = r.get(2);
-            decode_event(r.get(0), r.get(1), run.as_str(), &payload).map_err(|detail| {
-                StoreError::Corrupt {
-                    location: loc.clone(),
-                    detail: format!("the first event of run {run} cannot be read: {detail}"),
-                }
-            })
-        })
-        .transpose()
+        row.map(|r| first_event(run, r.get::<_, &[u8]>(0)).map_err(|e| corrupt_first(&loc, run, e)))
+            .transpose()
     }
 
     fn run_events(&mut self, run: &RunId) -> Result<Vec<StoredEvent>> {
@@ -344,30 +342,44 @@ impl Backend for Postgres {
         let rows = self
             .client
             .query(
-                "SELECT pos, seq, ts, payload FROM events WHERE run_id = $1 ORDER BY pos",
+                "SELECT pos, payload FROM events WHERE run_id = $1 ORDER BY pos",
                 &[&run.as_str()],
             )
             .map_err(|e| db_error(&loc, e))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let payload: String = r.get(3);
-                StoredEvent {
-                    pos: r.get(0),
-                    event: decode_event(r.get(1), r.get(2), run.as_str(), &payload),
-                }
-            })
-            .collect())
+        let mut out = Vec::new();
+        for r in &rows {
+            decode_segment(run, r.get(0), r.get::<_, &[u8]>(1), &mut out);
+        }
+        Ok(out)
     }
 
-    fn cut_events(&mut self, run: &RunId, pos: i64) -> Result<u64> {
+    fn cut_events(&mut self, run: &RunId, pos: i64, line: usize) -> Result<()> {
         let loc = self.location.clone();
-        self.client
-            .execute(
-                "DELETE FROM events WHERE run_id = $1 AND pos >= $2",
-                &[&run.as_str(), &pos],
-            )
-            .map_err(|e| db_error(&loc, e))
+        let err = |e| db_error(&loc, e);
+        let mut tx = self.client.transaction().map_err(err)?;
+        tx.execute(
+            "DELETE FROM events WHERE run_id = $1 AND pos > $2",
+            &[&run.as_str(), &pos],
+        )
+        .map_err(err)?;
+        let payload: Option<Vec<u8>> = tx
+            .query_opt("SELECT payload FROM events WHERE pos = $1", &[&pos])
+            .map_err(err)?
+            .map(|r| r.get(0));
+        match payload.filter(|_| line > 0) {
+            Some(p) => {
+                tx.execute(
+                    "UPDATE events SET payload = $1, count = $2 WHERE pos = $3",
+                    &[&segment_prefix(&p, line), &(line as i64), &pos],
+                )
+                .map_err(err)?;
+            }
+            None => {
+                tx.execute("DELETE FROM events WHERE pos = $1", &[&pos])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     fn runs(&mut self) -> Result<Vec<RunRecord>> {
@@ -499,19 +511,7 @@ impl Backend for Postgres {
         let mut tx = self.client.transaction().map_err(err)?;
         tx.batch_execute("TRUNCATE events, runs, workflows, logs")
             .map_err(err)?;
-        for chunk in d.events.chunks(10_000) {
-            let seq: Vec<i64> = chunk.iter().map(|e| e.0).collect();
-            let run: Vec<&str> = chunk.iter().map(|e| e.1.as_str()).collect();
-            let ts: Vec<i64> = chunk.iter().map(|e| e.2).collect();
-            let kind: Vec<&str> = chunk.iter().map(|e| e.3.as_str()).collect();
-            let payload: Vec<&str> = chunk.iter().map(|e| e.4.as_str()).collect();
-            tx.execute(
-                "INSERT INTO events (seq, run_id, ts, kind, payload)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[])",
-                &[&seq, &run, &ts, &kind, &payload],
-            )
-            .map_err(err)?;
-        }
+        insert_segments(&mut tx, &d.events).map_err(err)?;
         for w in &d.workflows {
             tx.execute(
                 "INSERT INTO workflows (hash, name, source, definition, created_at) VALUES ($1, $2, $3, $4, $5)",

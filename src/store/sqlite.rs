@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::{
-    Backend, Batch, LogRecord, Result, RunRecord, RunRow, SCHEMA_VERSION, StoreError, StoredEvent,
-    WorkflowRecord, decode_event, encode_event,
+    Backend, Batch, LogRecord, Result, RunRecord, RunRow, SCHEMA_VERSION, Segment, StoreError,
+    StoredEvent, WorkflowRecord, decode_segment, first_event, segment_prefix, segments,
 };
 use crate::model::{Millis, RunId};
 
@@ -18,11 +18,11 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     pos INTEGER PRIMARY KEY,
-    seq INTEGER NOT NULL,
     run_id TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, pos);
 CREATE TABLE IF NOT EXISTS runs (
@@ -217,6 +217,28 @@ fn db_error(loc: &str, e: rusqlite::Error) -> StoreError {
     }
 }
 
+fn insert_segment(conn: &Connection, seg: &Segment) -> rusqlite::Result<()> {
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO events (run_id, first_seq, last_seq, count, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    ins.execute(params![
+        seg.run.as_str(),
+        seg.first_seq as i64,
+        seg.last_seq as i64,
+        seg.count as i64,
+        seg.payload
+    ])?;
+    Ok(())
+}
+
+/// The error for a first segment that cannot be read.
+pub(super) fn corrupt_first(loc: &str, run: &RunId, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        location: loc.to_string(),
+        detail: format!("the first event of run {run} cannot be read: {detail}"),
+    }
+}
+
 /// Version numbers per workflow name, in the order the store first saw each version.
 pub(super) fn version_numbers(mut versions: Vec<(String, String, i64)>) -> HashMap<String, u32> {
     versions
@@ -241,22 +263,10 @@ impl Backend for Sqlite {
         let err = |e| db_error(&loc, e);
         let tx = self.conn.transaction().map_err(err)?;
         {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO events (seq, run_id, ts, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err)?;
             let mut max_seq = 0;
-            for ev in &batch.events {
-                max_seq = max_seq.max(ev.seq);
-                ins.execute(params![
-                    ev.seq as i64,
-                    ev.run.as_str(),
-                    ev.ts as i64,
-                    ev.kind.name(),
-                    encode_event(&ev.kind)
-                ])
-                .map_err(err)?;
+            for seg in segments(&batch.events) {
+                max_seq = max_seq.max(seg.last_seq);
+                insert_segment(&tx, &seg).map_err(err)?;
             }
             if max_seq > 0 {
                 tx.execute(
@@ -333,22 +343,17 @@ impl Backend for Sqlite {
 
     fn submission(&mut self, run: &RunId) -> Result<Option<crate::model::Event>> {
         let loc = self.location();
-        let row: Option<(i64, i64, String)> = self
+        let row: Option<Vec<u8>> = self
             .conn
             .query_row(
-                "SELECT seq, ts, payload FROM events WHERE run_id = ?1 ORDER BY pos LIMIT 1",
+                "SELECT payload FROM events WHERE run_id = ?1 ORDER BY pos LIMIT 1",
                 [run.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| r.get(0),
             )
             .optional()
             .map_err(|e| db_error(&loc, e))?;
-        row.map(|(seq, ts, p)| {
-            decode_event(seq, ts, run.as_str(), &p).map_err(|detail| StoreError::Corrupt {
-                location: loc.clone(),
-                detail: format!("the first event of run {run} cannot be read: {detail}"),
-            })
-        })
-        .transpose()
+        row.map(|p| first_event(run, &p).map_err(|e| corrupt_first(&loc, run, e)))
+            .transpose()
     }
 
     fn run_events(&mut self, run: &RunId) -> Result<Vec<StoredEvent>> {
@@ -356,38 +361,55 @@ impl Backend for Sqlite {
         let err = |e| db_error(&loc, e);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT pos, seq, ts, payload FROM events WHERE run_id = ?1 ORDER BY pos",
-            )
+            .prepare_cached("SELECT pos, payload FROM events WHERE run_id = ?1 ORDER BY pos")
             .map_err(err)?;
-        let rows = stmt
-            .query_map([run.as_str()], |r| {
-                let pos: i64 = r.get(0)?;
-                let seq: i64 = r.get(1)?;
-                let ts: i64 = r.get(2)?;
-                // A payload that is not text (a damaged row) is reported, not fatal.
-                let payload: rusqlite::Result<String> = r.get(3);
-                Ok(StoredEvent {
+        let mut rows = stmt.query([run.as_str()]).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(err)? {
+            let pos: i64 = r.get(0).map_err(err)?;
+            // A payload that is not text (a damaged row) is reported, not fatal.
+            match r.get::<_, Vec<u8>>(1) {
+                Ok(p) => decode_segment(run, pos, &p, &mut out),
+                Err(e) => out.push(StoredEvent {
                     pos,
-                    event: payload
-                        .map_err(|e| e.to_string())
-                        .and_then(|p| decode_event(seq, ts, run.as_str(), &p)),
-                })
-            })
-            .map_err(err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
+                    line: 0,
+                    event: Err(e.to_string()),
+                }),
+            }
+        }
+        Ok(out)
     }
 
-    fn cut_events(&mut self, run: &RunId, pos: i64) -> Result<u64> {
+    fn cut_events(&mut self, run: &RunId, pos: i64, line: usize) -> Result<()> {
         let loc = self.location();
-        let n = self
-            .conn
-            .execute(
-                "DELETE FROM events WHERE run_id = ?1 AND pos >= ?2",
-                params![run.as_str(), pos],
-            )
-            .map_err(|e| db_error(&loc, e))?;
-        Ok(n as u64)
+        let err = |e| db_error(&loc, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "DELETE FROM events WHERE run_id = ?1 AND pos > ?2",
+            params![run.as_str(), pos],
+        )
+        .map_err(err)?;
+        let payload: Option<Vec<u8>> = tx
+            .query_row("SELECT payload FROM events WHERE pos = ?1", [pos], |r| {
+                r.get(0)
+            })
+            .optional()
+            .unwrap_or(None);
+        match payload.filter(|_| line > 0) {
+            Some(p) => {
+                let kept = segment_prefix(&p, line);
+                tx.execute(
+                    "UPDATE events SET payload = ?1, count = ?2 WHERE pos = ?3",
+                    params![kept, line as i64, pos],
+                )
+                .map_err(err)?;
+            }
+            None => {
+                tx.execute("DELETE FROM events WHERE pos = ?1", [pos])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     fn runs(&mut self) -> Result<Vec<RunRecord>> {
@@ -570,11 +592,18 @@ impl Sqlite {
             runs: Self::runs_table(conn)?,
             ..Dump::default()
         };
-        let mut stmt =
-            conn.prepare("SELECT seq, run_id, ts, kind, payload FROM events ORDER BY pos")?;
+        let mut stmt = conn.prepare(
+            "SELECT run_id, first_seq, last_seq, count, payload FROM events ORDER BY pos",
+        )?;
         d.events = stmt
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok(Segment {
+                    run: RunId::from(r.get::<_, String>(0)?.as_str()),
+                    first_seq: r.get::<_, i64>(1)? as u64,
+                    last_seq: r.get::<_, i64>(2)? as u64,
+                    count: r.get::<_, i64>(3)? as u32,
+                    payload: r.get(4)?,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut stmt =
@@ -619,12 +648,8 @@ impl Sqlite {
         let err = |e| db_error(&loc, e);
         let tx = db.conn.transaction().map_err(err)?;
         {
-            let mut ins = tx
-                .prepare("INSERT INTO events (seq, run_id, ts, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(err)?;
-            for (seq, run, ts, kind, payload) in &d.events {
-                ins.execute(params![seq, run, ts, kind, payload])
-                    .map_err(err)?;
+            for seg in &d.events {
+                insert_segment(&tx, seg).map_err(err)?;
             }
             for w in &d.workflows {
                 tx.execute(
@@ -670,7 +695,7 @@ impl Sqlite {
 /// The whole content of a store, database-neutral.
 #[derive(Default)]
 pub(super) struct Dump {
-    pub events: Vec<(i64, String, i64, String, String)>,
+    pub events: Vec<Segment>,
     pub runs: Vec<RunRow>,
     pub workflows: Vec<WorkflowRecord>,
     pub logs: Vec<LogRecord>,
