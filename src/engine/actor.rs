@@ -468,7 +468,7 @@ impl Actor {
             let owner = store::owner_id();
             journal.call_detached(move |b| {
                 if let Err(e) = b.heartbeat(&owner, now) {
-                    tracing::warn!("cannot renew the lease on running runs: {e}");
+                    tracing::debug!("cannot renew the lease on running runs: {e}");
                 }
             });
         }
