@@ -182,6 +182,11 @@ fn narrow_terminal_shows_every_pane_name_and_quits_cleanly() {
     for name in ["Runs", "Graph", "Task", "Logs", "Agents", "Gates"] {
         assert!(s.contains(name), "{name} missing at 80x24:\n{s}");
     }
+    // Zoom out to one-line boxes and back; the title says which.
+    t.keys(&["-"]);
+    t.wait_for("the compact graph", 10, |s| s.contains("· compact ·"));
+    t.keys(&["+"]);
+    t.wait_for("the boxes again", 10, |s| !s.contains("· compact ·"));
     t.keys(&["?"]);
     t.wait_for("help", 10, |s| s.contains("Keys"));
     t.keys(&["Escape"]);

@@ -6,6 +6,7 @@ mod common;
 use common::tui::{Feed, demo};
 use taskdeck::model::{Command, EventKind, RunState};
 use taskdeck::tui::app::{Effect, Msg, OnYes, Overlay, update};
+use taskdeck::tui::dag_layout::Zoom;
 use taskdeck::tui::keymap::Pane;
 
 fn commands(f: &mut Feed) -> Vec<Command> {
@@ -315,7 +316,7 @@ fn clicking_a_box_selects_its_task_and_focuses_the_pane() {
     // Find where `lint` is drawn, then click the middle of its box.
     let run = &f.app.mirror.runs[&f.run];
     let lint = run.index.by_id["lint"];
-    let (x, y, w, _) = f.app.layout().unwrap().rect(lint).unwrap();
+    let (x, y, w, _) = f.app.layout().unwrap().rect(Zoom::Boxes, lint).unwrap();
     let inner = f.app.areas().graph_inner();
     let (ox, oy) = f.app.graph_offset;
     let click = MouseEvent {
@@ -398,10 +399,9 @@ fn copy_export_and_mouse_release_queue_their_effects() {
 fn the_status_line_says_what_to_do_next() {
     let mut f = Feed::failed();
     let m = f.app.message.clone().unwrap();
-    assert!(
-        m.text.contains("failed") && m.text.contains("r retries a failed task"),
-        "{}",
-        m.text
+    assert_eq!(
+        m.text, "run demo failed at staging-db · :retry staging-db",
+        "names the failed task and how to retry it"
     );
     f.emit(EventKind::TaskAwaitingApproval { task: 9 });
     let m = f.app.message.clone().unwrap();
@@ -410,4 +410,183 @@ fn the_status_line_says_what_to_do_next() {
         "{}",
         m.text
     );
+}
+
+/// Whether the selected task's box is inside the graph pane's window.
+fn selection_on_screen(f: &Feed) -> bool {
+    let layout = f.app.layout().unwrap();
+    let t = f.app.selected_task().unwrap();
+    let view = f.app.areas().graph_inner();
+    if f.app.graph_zoom == Zoom::Overview {
+        let b = layout.buckets(u32::from(view.width), u32::from(view.height));
+        let (x, y) = layout.bucket_of(b, t).unwrap();
+        return x < u32::from(view.width) && y < u32::from(view.height);
+    }
+    let (x, y, w, h) = layout.rect(f.app.graph_zoom, t).unwrap();
+    let (ox, oy) = f.app.graph_offset;
+    x >= ox
+        && y >= oy
+        && x + w <= ox + u32::from(view.width)
+        && y + h <= oy + u32::from(view.height)
+}
+
+#[test]
+fn zoom_keys_step_through_the_levels_keeping_the_selection_on_screen() {
+    let mut f = Feed::failed();
+    f.resize(80, 24);
+    f.keys(&["l", "j", "j", "l"]);
+    assert_eq!(f.selected(), "staging-db");
+    assert_eq!(f.app.graph_zoom, Zoom::Boxes);
+    assert!(f.key("-"));
+    assert_eq!(f.app.graph_zoom, Zoom::Compact);
+    assert_eq!(f.selected(), "staging-db");
+    assert!(selection_on_screen(&f));
+    f.key("-");
+    assert_eq!(f.app.graph_zoom, Zoom::Dots);
+    assert!(selection_on_screen(&f));
+    f.key("-");
+    assert_eq!(f.app.graph_zoom, Zoom::Overview);
+    assert_eq!(f.app.graph_offset, (0, 0), "the whole graph, no panning");
+    // Past the last level: a message, not a change.
+    f.key("-");
+    assert_eq!(f.app.graph_zoom, Zoom::Overview);
+    let m = f.app.message.clone().unwrap();
+    assert!(m.text.contains("zoomed out all the way"), "{}", m.text);
+    // Moving works at every level, and the view follows.
+    for (zoom_in, level) in [("+", Zoom::Dots), ("+", Zoom::Compact), ("=", Zoom::Boxes)] {
+        f.keys(&["l", "l"]);
+        assert_eq!(f.selected(), "package");
+        assert!(selection_on_screen(&f), "{:?}", f.app.graph_zoom);
+        f.keys(&["h", "h"]);
+        f.key(zoom_in);
+        assert_eq!(f.app.graph_zoom, level);
+        assert!(selection_on_screen(&f), "{level:?}");
+    }
+    let before = f.app.graph_offset;
+    f.key("L");
+    assert_ne!(f.app.graph_offset, before, "pans");
+}
+
+#[test]
+fn panning_stays_inside_the_drawing_at_every_zoom_level() {
+    let mut f = Feed::running();
+    f.resize(80, 24);
+    for zoom in ["", "-", "-", "-"] {
+        if !zoom.is_empty() {
+            f.key(zoom);
+        }
+        let (w, h) = f.app.layout().unwrap().size(f.app.graph_zoom);
+        for _ in 0..100 {
+            f.keys(&["L", "J"]);
+        }
+        let (x, y) = f.app.graph_offset;
+        assert!(x < w.max(1) && y < h.max(1), "{:?}", f.app.graph_zoom);
+        for _ in 0..100 {
+            f.keys(&["H", "K"]);
+        }
+        assert_eq!(f.app.graph_offset, (0, 0));
+    }
+}
+
+#[test]
+fn zoom_keys_are_rebindable_and_only_work_in_the_graph() {
+    let mut f = Feed::running();
+    let mut o = indexmap::IndexMap::new();
+    o.insert("zoom_out".to_string(), vec!["z".to_string()]);
+    o.insert("zoom_in".to_string(), vec!["Z".to_string()]);
+    let (keymap, errors) = taskdeck::tui::keymap::Keymap::with_overrides(&o);
+    assert!(errors.is_empty(), "{errors:?}");
+    f.app.keymap = keymap;
+    assert!(!f.key("-"), "the default is gone");
+    assert_eq!(f.app.graph_zoom, Zoom::Boxes);
+    f.key("z");
+    assert_eq!(f.app.graph_zoom, Zoom::Compact);
+    f.key("Z");
+    assert_eq!(f.app.graph_zoom, Zoom::Boxes);
+    // Not in the logs pane, and not in the tree.
+    f.keys(&["tab", "tab"]);
+    assert_eq!(f.app.focus, Pane::Logs);
+    f.key("z");
+    assert_eq!(f.app.graph_zoom, Zoom::Boxes);
+    f.key("esc");
+    f.key("t");
+    assert!(!f.key("z"));
+    assert_eq!(f.app.graph_zoom, Zoom::Boxes);
+}
+
+#[test]
+fn clicking_selects_a_task_at_every_zoom_level() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    let mut f = Feed::running();
+    f.resize(120, 40);
+    for (zoom, target) in [
+        ("", "lint"),
+        ("-", "staging-db"),
+        ("-", "build"),
+        ("-", "deps"),
+    ] {
+        if !zoom.is_empty() {
+            f.key(zoom);
+        }
+        f.key("esc");
+        let z = f.app.graph_zoom;
+        if z == Zoom::Overview {
+            // At this size every task has its own cell: the cell of `deps`.
+            let inner = f.app.areas().graph_inner();
+            let layout = f.app.layout().unwrap();
+            let b = layout.buckets(u32::from(inner.width), u32::from(inner.height));
+            let t = f.app.mirror.runs[&f.run].index.by_id[target];
+            let (x, y) = layout.bucket_of(b, t).unwrap();
+            let click = MouseEvent {
+                kind: MouseEventKind::Down(MouseButton::Left),
+                column: inner.x + x as u16,
+                row: inner.y + y as u16,
+                modifiers: KeyModifiers::NONE,
+            };
+            update(&mut f.app, Msg::Mouse(click));
+            assert_eq!(f.selected(), target, "{z:?}");
+            continue;
+        }
+        let t = f.app.mirror.runs[&f.run].index.by_id[target];
+        let (x, y, w, _) = f.app.layout().unwrap().rect(z, t).unwrap();
+        let inner = f.app.areas().graph_inner();
+        let (ox, oy) = f.app.graph_offset;
+        let click = MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: inner.x + (x + w / 2 - ox) as u16,
+            row: inner.y + (y + z.mid() - oy) as u16,
+            modifiers: KeyModifiers::NONE,
+        };
+        update(&mut f.app, Msg::Mouse(click));
+        assert_eq!(f.app.focus, Pane::Graph);
+        assert_eq!(f.selected(), target, "{z:?}");
+    }
+}
+
+#[test]
+fn status_hints_are_the_focused_panes_and_fit_80_columns() {
+    let mut f = Feed::running();
+    f.resize(80, 24);
+    f.app.message = None;
+    let hints = |f: &Feed| -> String {
+        let term = f.draw(80, 24);
+        let buf = term.backend().buffer().clone();
+        (0..80).map(|x| buf[(x, 23)].symbol().to_string()).collect()
+    };
+    let graph = hints(&f);
+    assert!(graph.contains("enter open"), "{graph}");
+    assert!(graph.contains("r retry"), "{graph}");
+    assert!(
+        graph.trim_end().ends_with("? help"),
+        "help is always there: {graph}"
+    );
+    f.keys(&["tab", "tab"]);
+    f.app.message = None;
+    let logs = hints(&f);
+    assert!(
+        logs.contains("f follow") && logs.contains("/ search"),
+        "{logs}"
+    );
+    assert!(!logs.contains("zoom") && !logs.contains("tree"), "{logs}");
+    assert!(logs.trim_end().ends_with("? help"), "{logs}");
 }

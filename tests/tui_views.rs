@@ -6,6 +6,7 @@ mod common;
 use common::tui::{Feed, demo};
 use taskdeck::model::EventKind;
 use taskdeck::tui::app::{App, Msg, update};
+use taskdeck::tui::dag_layout::Zoom;
 use taskdeck::tui::keymap::Keymap;
 use taskdeck::tui::theme::Theme;
 
@@ -142,4 +143,197 @@ fn ten_thousand_tasks_draw_only_what_is_visible() {
     // would take far longer.
     assert!(took.as_secs_f64() < 5.0, "took {took:?}");
     let _ = demo;
+}
+
+/// The failed demo with `staging-db` selected, zoomed out `outs` times.
+fn zoomed(outs: usize, w: u16, h: u16) -> String {
+    let mut f = Feed::failed();
+    f.resize(w, h);
+    f.keys(&["l", "j", "j", "l"]);
+    for _ in 0..outs {
+        f.key("-");
+    }
+    f.app.message = None;
+    screen(&mut f, w, h)
+}
+
+#[test]
+fn zoom_compact_80x24() {
+    insta::assert_snapshot!(zoomed(1, 80, 24));
+}
+
+#[test]
+fn zoom_dots_80x24() {
+    insta::assert_snapshot!(zoomed(2, 80, 24));
+}
+
+#[test]
+fn zoom_compact_200x60() {
+    insta::assert_snapshot!(zoomed(1, 200, 60));
+}
+
+#[test]
+fn zoom_dots_200x60() {
+    insta::assert_snapshot!(zoomed(2, 200, 60));
+}
+
+#[test]
+fn zoom_overview_80x24() {
+    insta::assert_snapshot!(zoomed(3, 80, 24));
+}
+
+/// 10,000 tasks, 50 levels of 200 (two random upstreams each, as gendag's `layered` makes them).
+fn layered(n: u32, width: u32) -> taskdeck::spec::Workflow {
+    let mut rng = 42u64;
+    let mut next = |m: u32| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((rng >> 33) % u64::from(m)) as u32
+    };
+    let tasks = (0..n)
+        .map(|i| {
+            let level = i / width;
+            let needs: Vec<u32> = if level == 0 {
+                vec![]
+            } else {
+                let base = (level - 1) * width;
+                let mut v = vec![base + next(width), base + next(width)];
+                v.sort();
+                v.dedup();
+                v
+            };
+            common::task(&format!("t{i}"), &needs)
+        })
+        .collect();
+    common::workflow(tasks)
+}
+
+#[test]
+fn zoom_overview_200x60_shows_a_10k_task_graph_whole() {
+    let mut f = Feed::new(layered(10_000, 200));
+    f.resize(200, 60);
+    // Some progress to see: the first 30 levels done, one task failed, some running.
+    for t in 0..6_000 {
+        f.start(t, "local");
+        f.succeed(t);
+    }
+    f.start(6_000, "local");
+    f.fail(6_000, "boom");
+    for t in 6_001..6_100 {
+        f.start(t, "local");
+    }
+    f.keys(&["-", "-", "-"]);
+    assert_eq!(f.app.graph_zoom, Zoom::Overview);
+    f.app.message = None;
+    let s = screen(&mut f, 200, 60);
+    assert!(s.contains("overview"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+/// A wide, crossed graph: 8 roots, 3 more levels each task needing three from the level before.
+fn crossed(n_levels: u32, width: u32) -> taskdeck::spec::Workflow {
+    let mut tasks = Vec::new();
+    for l in 0..n_levels {
+        for i in 0..width {
+            let needs: Vec<u32> = if l == 0 {
+                vec![]
+            } else {
+                let base = (l - 1) * width;
+                let mut v = vec![
+                    base + i,
+                    base + (i * 3 + 1) % width,
+                    base + (i * 5 + 2) % width,
+                ];
+                v.sort();
+                v.dedup();
+                v
+            };
+            tasks.push(common::task(&format!("l{l}-t{i}"), &needs));
+        }
+    }
+    common::workflow(tasks)
+}
+
+#[test]
+fn crossed_edges_200x60_boxes_and_dots() {
+    let mut f = Feed::new(crossed(4, 8));
+    f.resize(200, 60);
+    f.keys(&["l", "j", "j"]);
+    f.app.message = None;
+    let boxes = screen(&mut f, 200, 60);
+    insta::assert_snapshot!("crossed_boxes_200x60", boxes);
+    f.key("-");
+    f.key("-");
+    f.app.message = None;
+    insta::assert_snapshot!("crossed_dots_200x60", screen(&mut f, 200, 60));
+}
+
+#[test]
+fn the_selected_tasks_edges_are_highlighted_and_crossings_are_not_joins() {
+    let mut f = Feed::new(crossed(3, 6));
+    f.resize(200, 60);
+    f.keys(&["l", "j"]);
+    let term = f.draw(200, 60);
+    let buf = term.backend().buffer().clone();
+    let focus = f.app.theme.border_focus;
+    let edge = f.app.theme.edge;
+    let lines = "─│╭╮╰╯├┤┬┴┼━┃┏┓┗┛┣┫┳┻╋▸";
+    let inner = f.app.areas().graph_inner();
+    let (mut lit, mut plain) = (0, 0);
+    for y in inner.y..inner.y + inner.height {
+        for x in inner.x..inner.x + inner.width {
+            let c = &buf[(x, y)];
+            if !lines.contains(c.symbol()) {
+                continue;
+            }
+            if c.fg == focus {
+                lit += 1;
+            } else if c.fg == edge {
+                plain += 1;
+            }
+        }
+    }
+    assert!(lit >= 6, "the selected task's edges are lit: {lit}");
+    assert!(plain > lit, "the others are not: {plain} vs {lit}");
+    // Every highlighted cell lies on a path to or from the selected task: the lit cells next to
+    // the selected box touch it.
+    let run = &f.app.mirror.runs[&f.run];
+    let t = f.app.selected_task().unwrap();
+    let (x, y, w, _) = f.app.layout().unwrap().rect(Zoom::Boxes, t).unwrap();
+    let (ox, oy) = f.app.graph_offset;
+    let left = (inner.x as u32 + x - ox - 1, inner.y as u32 + y + 1 - oy);
+    let right = (inner.x as u32 + x + w - ox, left.1);
+    assert_eq!(
+        buf[(left.0 as u16, left.1 as u16)].fg,
+        focus,
+        "{}",
+        run.task_id(t)
+    );
+    assert_eq!(buf[(right.0 as u16, right.1 as u16)].fg, focus);
+}
+
+#[test]
+fn status_line_gives_the_message_room_and_cuts_it_at_a_word() {
+    let mut f = Feed::running();
+    f.resize(80, 24);
+    f.keys(&["tab", "tab"]);
+    f.logs(0, &["first line", "second line"]);
+    f.key("y");
+    let line = |f: &Feed| -> String {
+        let term = f.draw(80, 24);
+        let buf = term.backend().buffer().clone();
+        (0..80).map(|x| buf[(x, 23)].symbol().to_string()).collect()
+    };
+    let copied = line(&f);
+    assert!(
+        copied.contains("copied 2 lines to the clipboard (in tmux: set -g set-clipboard on)"),
+        "the whole message: {copied}"
+    );
+    f.app.say(
+        "a very long message that goes on and on about what happened, far past the end of the line",
+        taskdeck::tui::app::Level::Info,
+    );
+    let long = line(&f);
+    assert!(long.trim_end().ends_with("far past…"), "{long}");
 }

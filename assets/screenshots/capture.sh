@@ -36,7 +36,12 @@ keys a
 wait_for "✓ succeeded"
 keys Escape; keys Tab Tab Tab Tab
 shot demo-succeeded-logs-focus-120x40
-keys Escape; keys t; keys l
+keys Escape; keys -l "/staging-db"; keys Enter; keys Escape; keys -; keys -
+shot demo-dots-120x40
+keys -
+shot demo-overview-120x40
+keys +; keys +; keys +
+keys t; keys l
 shot demo-tree-120x40
 keys '?'
 shot help-120x40
@@ -57,3 +62,5 @@ keys Escape; keys -l ":re"
 shot palette-80x24
 keys Escape; keys c
 shot confirm-cancel-80x24
+keys n; keys -
+shot demo-compact-80x24

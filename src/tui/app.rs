@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
-use super::dag_layout::DagLayout;
+use super::dag_layout::{DagLayout, Zoom};
 use super::keymap::{Action, Key, Keymap, Pane};
 use super::layout::{self, Areas};
 use super::palette::{self, PaletteCmd, TaskVerb};
@@ -198,8 +198,9 @@ pub struct App {
     pub tree_open: HashSet<u32>,
     /// The tree cursor sits on this level's header instead of a task.
     pub tree_level: Option<u32>,
-    /// Top-left of the graph viewport in layout coordinates.
+    /// Top-left of the graph viewport in layout coordinates (of the current zoom level).
     pub graph_offset: (u32, u32),
+    pub graph_zoom: Zoom,
     pub detail_scroll: u16,
     pub side_scroll: u16,
     pub filter: String,
@@ -242,6 +243,7 @@ impl App {
             tree_open: HashSet::new(),
             tree_level: None,
             graph_offset: (0, 0),
+            graph_zoom: Zoom::Boxes,
             detail_scroll: 0,
             side_scroll: 0,
             filter: String::new(),
@@ -434,15 +436,30 @@ fn on_event(app: &mut App, ev: &Event) -> bool {
             } else {
                 Level::Error
             };
-            let hint = if *state == RunState::Succeeded {
-                String::new()
-            } else {
-                format!(
-                    " · {} retries a failed task",
-                    app.keymap.key_of(Action::Retry)
-                )
+            // Name what failed and the command that retries it: the selection may be elsewhere.
+            let failed: Vec<String> = app
+                .mirror
+                .runs
+                .get(&ev.run)
+                .map(|r| {
+                    (0..r.tasks.len() as TaskIdx)
+                        .filter(|t| r.tasks[*t as usize].state == TaskState::Failed)
+                        .map(|t| r.task_id(t).to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let text = match failed.as_slice() {
+                [] => format!("run {name} {state}"),
+                [first, rest @ ..] => {
+                    let more = if rest.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (+{})", rest.len())
+                    };
+                    format!("run {name} {state} at {first}{more} · :retry {first}")
+                }
             };
-            app.say(format!("run {name} {state}{hint}"), level);
+            app.say(text, level);
             if app.exit_on_finish && app.own_runs_finished() {
                 app.quit = true;
             }
@@ -489,12 +506,54 @@ fn select_task(app: &mut App, t: TaskIdx) {
     keep_selection_visible(app);
 }
 
+/// Switches the graph's zoom level and centres the view on the selected task (or shows the
+/// graph from its start when the task is on screen from there).
+fn set_zoom(app: &mut App, z: Zoom) {
+    app.graph_zoom = z;
+    if z == Zoom::Overview {
+        app.graph_offset = (0, 0);
+        return;
+    }
+    let view = app.areas().graph_inner();
+    let (vw, vh) = (u32::from(view.width), u32::from(view.height));
+    let Some(layout) = app.layout() else {
+        app.graph_offset = (0, 0);
+        return;
+    };
+    let (total_w, total_h) = layout.size(z);
+    let rect = app.selected_task().and_then(|t| layout.rect(z, t));
+    // Centred on `at` (of `size` cells), within the drawing; 0 when it is visible from there.
+    let place = |at: u32, size: u32, view: u32, total: u32, margin: u32| {
+        if at + size + margin <= view {
+            0
+        } else {
+            (at + size / 2)
+                .saturating_sub(view / 2)
+                .min(total.saturating_sub(view))
+        }
+    };
+    app.graph_offset = match rect {
+        Some((x, y, w, h)) => (
+            place(x, w, vw, total_w, z.gap_range().0),
+            place(y, h, vh, total_h, z.slot_h() - z.box_h()),
+        ),
+        None => (0, 0),
+    };
+    keep_selection_visible(app);
+}
+
 /// Moves the graph viewport just enough to show the selected box.
 pub fn keep_selection_visible(app: &mut App) {
     let (Some(layout), Some(t)) = (app.layout(), app.selected_task()) else {
         return;
     };
-    let Some((x, y, w, h)) = layout.rect(t) else {
+    let z = app.graph_zoom;
+    if z == Zoom::Overview {
+        // Everything is on screen.
+        app.graph_offset = (0, 0);
+        return;
+    }
+    let Some((x, y, w, h)) = layout.rect(z, t) else {
         return;
     };
     let view = app.areas().graph_inner();
@@ -503,7 +562,7 @@ pub fn keep_selection_visible(app: &mut App) {
         return;
     }
     let (mut ox, mut oy) = app.graph_offset;
-    let margin_x = super::dag_layout::GAP_W;
+    let margin_x = z.gap_range().0;
     if x < ox + margin_x.min(ox) {
         ox = x.saturating_sub(margin_x);
     } else if x + w + margin_x > ox + vw {
@@ -512,10 +571,11 @@ pub fn keep_selection_visible(app: &mut App) {
             ox = x;
         }
     }
+    let margin_y = z.slot_h() - z.box_h();
     if y < oy {
-        oy = y.saturating_sub(1);
-    } else if y + h + 1 > oy + vh {
-        oy = (y + h + 1).saturating_sub(vh);
+        oy = y.saturating_sub(margin_y);
+    } else if y + h + margin_y > oy + vh {
+        oy = (y + h + margin_y).saturating_sub(vh);
         if y < oy {
             oy = y;
         }
@@ -546,6 +606,7 @@ fn on_key(app: &mut App, k: KeyEvent) -> bool {
                     return true;
                 }
             };
+            let scroll = scroll.min(super::views::overlays::help_max_scroll(app));
             app.overlay = Overlay::Help { scroll };
             return true;
         }
@@ -924,14 +985,46 @@ pub fn perform(app: &mut App, a: Action) -> bool {
             }
         }
         Action::PanLeft | Action::PanRight | Action::PanUp | Action::PanDown => {
+            if app.graph_zoom == Zoom::Overview {
+                return false;
+            }
             let (x, y) = app.graph_offset;
-            let (w, h) = app.layout().map(|l| l.size()).unwrap_or((0, 0));
+            let (w, h) = app
+                .layout()
+                .map(|l| l.size(app.graph_zoom))
+                .unwrap_or((0, 0));
             app.graph_offset = match a {
                 Action::PanLeft => (x.saturating_sub(8), y),
                 Action::PanRight => ((x + 8).min(w.saturating_sub(8)), y),
                 Action::PanUp => (x, y.saturating_sub(4)),
                 _ => (x, (y + 4).min(h.saturating_sub(4))),
             };
+        }
+        Action::ZoomIn | Action::ZoomOut => {
+            if app.tree {
+                return false;
+            }
+            let z = app.graph_zoom;
+            let next = if a == Action::ZoomIn {
+                z.zoom_in()
+            } else {
+                z.zoom_out()
+            };
+            match next {
+                Some(next) => set_zoom(app, next),
+                None => {
+                    let (how, back, other) = if a == Action::ZoomIn {
+                        ("in", Action::ZoomOut, "out")
+                    } else {
+                        ("out", Action::ZoomIn, "in")
+                    };
+                    let key = app.keymap.key_of(back);
+                    app.say(
+                        format!("the graph is zoomed {how} all the way ({key} zooms {other})"),
+                        Level::Info,
+                    );
+                }
+            }
         }
         Action::ToggleTree => {
             app.tree = !app.tree;
@@ -973,7 +1066,7 @@ pub fn perform(app: &mut App, a: Action) -> bool {
                 let n = text.lines().count();
                 app.effects.push(Effect::Clipboard(text));
                 app.say(
-                    format!("copied {n} lines to the clipboard (OSC 52; in tmux: set -g set-clipboard on)"),
+                    format!("copied {n} lines to the clipboard (in tmux: set -g set-clipboard on)"),
                     Level::Success,
                 );
             }
@@ -1118,8 +1211,14 @@ fn move_in_pane(app: &mut App, a: Action) {
                 graph_move(app, delta, a);
             }
         }
-        Pane::Detail => app.detail_scroll = scroll(app.detail_scroll, delta),
-        Pane::Agents | Pane::Gates => app.side_scroll = scroll(app.side_scroll, delta),
+        Pane::Detail => {
+            let max = super::views::max_scroll(app, Pane::Detail);
+            app.detail_scroll = scroll(app.detail_scroll, delta).min(max);
+        }
+        Pane::Agents | Pane::Gates => {
+            let max = super::views::max_scroll(app, app.focus);
+            app.side_scroll = scroll(app.side_scroll, delta).min(max);
+        }
         Pane::Logs => log_scroll(app, delta),
     }
 }
@@ -1463,19 +1562,12 @@ fn click_graph(app: &mut App, col: u16, row: u16) {
     let Some(layout) = app.layout() else { return };
     let x = app.graph_offset.0 + u32::from(col.saturating_sub(inner.x));
     let y = app.graph_offset.1 + u32::from(row.saturating_sub(inner.y));
-    let mut hit = None;
-    for c in layout.visible_columns(x, x + 1) {
-        let column = &layout.columns[c];
-        if x < column.x || x >= column.x + column.width {
-            continue;
-        }
-        let slot = y / super::dag_layout::SLOT_H;
-        if y % super::dag_layout::SLOT_H < 3
-            && let Some(super::dag_layout::Slot::Task(t)) = column.slots.get(slot as usize)
-        {
-            hit = Some(*t);
-        }
-    }
+    let hit = if app.graph_zoom == Zoom::Overview {
+        let b = layout.buckets(u32::from(inner.width), u32::from(inner.height));
+        layout.task_in_bucket(b, x, y)
+    } else {
+        layout.task_at(app.graph_zoom, x, y)
+    };
     if let Some(t) = hit {
         select_task(app, t);
     }

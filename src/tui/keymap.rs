@@ -64,6 +64,8 @@ pub enum Action {
     PanRight,
     PanUp,
     PanDown,
+    ZoomIn,
+    ZoomOut,
     ToggleTree,
     Filter,
     PauseResume,
@@ -116,6 +118,7 @@ const OPERATE: &[Pane] = &[
     Pane::Gates,
 ];
 const LOGS: &[Pane] = &[Pane::Logs];
+const OPENABLE: &[Pane] = &[Pane::Runs, Pane::Graph, Pane::Detail];
 const GRAPH: &[Pane] = &[Pane::Graph];
 const FILTERABLE: &[Pane] = &[
     Pane::Runs,
@@ -171,8 +174,8 @@ pub const TABLE: &[Entry] = &[
         action: Action::Open,
         name: "open",
         keys: &["enter"],
-        scope: Scope::Global,
-        help: "open: run -> graph, task -> its details",
+        scope: Scope::In(OPENABLE),
+        help: "open: run -> its graph, task -> its details -> its log",
         hint: Some("open"),
     },
     Entry {
@@ -278,6 +281,22 @@ pub const TABLE: &[Entry] = &[
         scope: Scope::In(GRAPH),
         help: "pan the graph down",
         hint: None,
+    },
+    Entry {
+        action: Action::ZoomIn,
+        name: "zoom_in",
+        keys: &["+", "="],
+        scope: Scope::In(GRAPH),
+        help: "zoom the graph in: overview -> dots -> one-line boxes -> boxes",
+        hint: Some("zoom"),
+    },
+    Entry {
+        action: Action::ZoomOut,
+        name: "zoom_out",
+        keys: &["-"],
+        scope: Scope::In(GRAPH),
+        help: "zoom the graph out, down to an overview of the whole graph",
+        hint: Some("zoom"),
     },
     Entry {
         action: Action::ToggleTree,
@@ -415,6 +434,29 @@ pub const TABLE: &[Entry] = &[
         help: "switch between the task's log and the engine log",
         hint: Some("engine"),
     },
+];
+
+/// The status bar's hint order: what an operator reaches for most comes first.
+const HINT_ORDER: &[Action] = &[
+    Action::Follow,
+    Action::Search,
+    Action::Open,
+    Action::PauseResume,
+    Action::Retry,
+    Action::Approve,
+    Action::Cancel,
+    Action::Filter,
+    Action::ZoomIn,
+    Action::ZoomOut,
+    Action::ToggleTree,
+    Action::Rerun,
+    Action::Wrap,
+    Action::Timestamps,
+    Action::Copy,
+    Action::EngineLog,
+    Action::Palette,
+    Action::Quit,
+    Action::Help,
 ];
 
 /// A key with its modifiers, as written in the config file (`ctrl-c`, `shift-tab`, `R`, `f5`).
@@ -606,16 +648,32 @@ impl Keymap {
             .unwrap_or_default()
     }
 
-    /// (key, hint) pairs for the status bar in `pane`.
+    /// (key, hint) pairs for the status bar in `pane`, most useful first (`HINT_ORDER`), so a
+    /// narrow bar can keep a prefix. Neighbours with the same hint share it (`+/- zoom`).
     pub fn hints(&self, pane: Pane) -> Vec<(String, &'static str)> {
-        self.entries()
-            .filter(|(e, _)| e.scope.contains(pane) && !matches!(e.scope, Scope::Global))
-            .chain(
-                self.entries()
-                    .filter(|(e, _)| matches!(e.scope, Scope::Global)),
-            )
-            .filter_map(|(e, k)| Some((k.first()?.to_string(), e.hint?)))
-            .collect()
+        let mut out: Vec<(String, &'static str)> = Vec::new();
+        let rank = |a: Action| {
+            HINT_ORDER
+                .iter()
+                .position(|x| *x == a)
+                .unwrap_or(usize::MAX)
+        };
+        let mut pairs: Vec<(usize, String, &'static str)> = self
+            .entries()
+            .filter(|(e, _)| e.scope.contains(pane))
+            .filter_map(|(e, k)| Some((rank(e.action), k.first()?.to_string(), e.hint?)))
+            .collect();
+        pairs.sort_by_key(|p| p.0);
+        for (_, key, hint) in pairs {
+            match out.last_mut() {
+                Some((keys, last)) if *last == hint => {
+                    keys.push('/');
+                    keys.push_str(&key);
+                }
+                _ => out.push((key, hint)),
+            }
+        }
+        out
     }
 }
 

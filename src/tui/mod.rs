@@ -1,14 +1,16 @@
 //! The console: a full-screen TUI over a `Console` (local engine now, remote later).
 //!
 //! Elm architecture: `app::App` is the state, `app::update` applies a `Msg`, `views::view` draws
-//! (pure). This module is the loop: input, engine events, log notices, timers and effect results
-//! arrive on one channel; a frame is drawn only after something changed, at most ~30 a second;
-//! with nothing going on it sleeps.
+//! (pure). This module is the loop: terminal input arrives on one channel, engine events, log
+//! notices and effect results on another, timers in between. Whatever is queued is applied in one
+//! batch, input first (`pace::drain`); then at most one frame is drawn, only if something changed
+//! and at most ~30 a second (`pace::Pacer`); with nothing going on the loop sleeps.
 
 pub mod app;
 pub mod dag_layout;
 pub mod keymap;
 pub mod layout;
+pub mod pace;
 pub mod palette;
 pub mod terminal;
 pub mod theme;
@@ -17,6 +19,7 @@ pub mod views;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant as StdInstant;
 
 use color_eyre::eyre::WrapErr;
 use crossterm::event::{Event as TermEvent, EventStream};
@@ -29,10 +32,9 @@ use crate::console::Console;
 use crate::model::{RunId, now_millis};
 use app::{App, Effect, Msg};
 use keymap::Keymap;
+use pace::{BUDGET, FRAME, Pacer};
 use theme::Theme;
 
-/// At most this many frames a second.
-const FRAME: Duration = Duration::from_millis(33);
 /// Elapsed times move on once a second while something runs.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -84,6 +86,9 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
         .wrap_err("cannot follow the engine")?;
     let mut log_feed = console.log_feed();
 
+    // Input on its own channel (stamped when read, for the latency figure), everything else on
+    // the feed.
+    let (input_tx, mut input_rx) = mpsc::unbounded_channel::<(StdInstant, Msg)>();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut term = terminal::Term::enter().wrap_err("cannot set up the terminal")?;
     if let Ok(s) = term.size() {
@@ -92,7 +97,6 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
 
     // Feeds: terminal input, engine events, log notices, signals.
     let mut tasks = Vec::new();
-    let t = tx.clone();
     tasks.push(tokio::spawn(async move {
         let mut input = EventStream::new();
         while let Some(Ok(ev)) = input.next().await {
@@ -102,7 +106,7 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
                 TermEvent::Resize(w, h) => Msg::Resize(w, h),
                 _ => continue,
             };
-            if t.send(msg).is_err() {
+            if input_tx.send((StdInstant::now(), msg)).is_err() {
                 break;
             }
         }
@@ -141,40 +145,72 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
         let _ = t.send(Msg::Terminate);
     }));
 
-    let mut dirty = true;
-    let mut last_frame = Instant::now() - FRAME;
+    let mut pacer = Pacer::new(FRAME);
+    pacer.changed(true);
+    let mut stats = Stats::default();
+    // Input read but not yet on screen: when it was read.
+    let mut unseen_input: Option<StdInstant> = None;
+    let mut input_open = true;
     let mut next_tick = Instant::now() + TICK;
     run_effects(&mut app, &console, &opts, &tx);
     loop {
-        if dirty && last_frame.elapsed() >= FRAME {
-            term.draw(|f| views::view(&app, f))
-                .wrap_err("cannot draw")?;
-            last_frame = Instant::now();
-            dirty = false;
+        if pacer.due(StdInstant::now()) {
+            let started = StdInstant::now();
+            let mut view_time = Duration::ZERO;
+            term.draw(|f| {
+                views::view(&app, f);
+                view_time = started.elapsed();
+            })
+            .wrap_err("cannot draw")?;
+            let done = StdInstant::now();
+            pacer.drew(done);
+            stats.frame(view_time, done - started);
+            if let Some(at) = unseen_input.take() {
+                stats.input_latency(done - at);
+            }
         }
         if app.quit {
             break;
         }
-        let frame_due = last_frame + FRAME;
+        if !pacer.dirty() {
+            unseen_input = None;
+        }
+        let frame_due = pacer.deadline(StdInstant::now()).map(Instant::from_std);
         let ticking = app.animating() || app.message.is_some();
-        tokio::select! {
-            msg = rx.recv() => {
-                let Some(msg) = msg else { break };
-                dirty |= app::update(&mut app, msg);
-                // Take whatever else is queued before drawing (bounded, so keys stay responsive).
-                for _ in 0..4096 {
-                    match rx.try_recv() {
-                        Ok(msg) => dirty |= app::update(&mut app, msg),
-                        Err(_) => break,
-                    }
+        // Input first: a key never waits behind the engine's backlog.
+        let first = tokio::select! {
+            biased;
+            msg = input_rx.recv(), if input_open => match msg {
+                Some((at, msg)) => Some((Some(at), msg)),
+                None => {
+                    input_open = false;
+                    None
                 }
-                run_effects(&mut app, &console, &opts, &tx);
-            }
-            _ = tokio::time::sleep_until(frame_due), if dirty => {}
+            },
+            msg = rx.recv() => match msg {
+                Some(msg) => Some((None, msg)),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(frame_due.unwrap_or_else(Instant::now)), if frame_due.is_some() => None,
             _ = tokio::time::sleep_until(next_tick), if ticking => {
                 next_tick = Instant::now() + TICK;
-                dirty |= app::update(&mut app, Msg::Tick(now_millis()));
+                pacer.changed(app::update(&mut app, Msg::Tick(now_millis())));
+                None
             }
+        };
+        if let Some((at, msg)) = first {
+            let started = StdInstant::now();
+            if let Some(at) = at {
+                unseen_input.get_or_insert(at);
+            }
+            pacer.changed(app::update(&mut app, msg));
+            let d = pace::drain(&mut app, &mut input_rx, &mut rx, started + BUDGET);
+            pacer.changed(d.changed);
+            if let Some(at) = d.input_at {
+                unseen_input.get_or_insert(at);
+            }
+            stats.batch(1 + d.applied, started.elapsed());
+            run_effects(&mut app, &console, &opts, &tx);
         }
         if !ticking {
             next_tick = Instant::now() + TICK;
@@ -184,7 +220,65 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
     for t in tasks {
         t.abort();
     }
+    stats.log();
     Ok(app.exit_code())
+}
+
+/// What the loop did, written to the log when the console closes (see BENCHMARKS.md).
+#[derive(Debug, Default)]
+struct Stats {
+    frames: u64,
+    messages: u64,
+    batches: u64,
+    longest_batch: Duration,
+    view: Duration,
+    view_max: Duration,
+    draw: Duration,
+    draw_max: Duration,
+    inputs: u64,
+    input_latency: Duration,
+    input_latency_max: Duration,
+}
+
+impl Stats {
+    fn frame(&mut self, view: Duration, draw: Duration) {
+        self.frames += 1;
+        self.view += view;
+        self.view_max = self.view_max.max(view);
+        self.draw += draw;
+        self.draw_max = self.draw_max.max(draw);
+    }
+
+    fn batch(&mut self, n: usize, took: Duration) {
+        self.batches += 1;
+        self.messages += n as u64;
+        self.longest_batch = self.longest_batch.max(took);
+    }
+
+    fn input_latency(&mut self, d: Duration) {
+        self.inputs += 1;
+        self.input_latency += d;
+        self.input_latency_max = self.input_latency_max.max(d);
+    }
+
+    fn log(&self) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mean = |d: Duration, n: u64| if n == 0 { 0.0 } else { ms(d) / n as f64 };
+        tracing::info!(
+            frames = self.frames,
+            messages = self.messages,
+            batches = self.batches,
+            longest_batch_ms = format!("{:.2}", ms(self.longest_batch)),
+            view_ms_mean = format!("{:.2}", mean(self.view, self.frames)),
+            view_ms_max = format!("{:.2}", ms(self.view_max)),
+            draw_ms_mean = format!("{:.2}", mean(self.draw, self.frames)),
+            draw_ms_max = format!("{:.2}", ms(self.draw_max)),
+            inputs_drawn = self.inputs,
+            input_to_frame_ms_mean = format!("{:.2}", mean(self.input_latency, self.inputs)),
+            input_to_frame_ms_max = format!("{:.2}", ms(self.input_latency_max)),
+            "console loop"
+        );
+    }
 }
 
 /// Starts the work `update` asked for; results come back as messages.

@@ -7,12 +7,11 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::common::{dim_span, fit, pane_block, title_span, truncate};
+use super::common::{dim_span, fit, pane_block, scroll_note, title_span, truncate};
 use crate::tui::app::App;
 use crate::tui::keymap::Pane;
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
-    let t = &app.theme;
     let title = tabs.unwrap_or_else(|| {
         vec![title_span(
             app,
@@ -20,7 +19,18 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
         )]
     });
     let block = pane_block(app, Pane::Agents, title);
-    let width = block.inner(area).width as usize;
+    let lines = lines(app, block.inner(area).width as usize);
+    let scroll = app.side_scroll_for(Pane::Agents);
+    let block = match scroll_note(app, &lines, false, area, scroll) {
+        Some(note) => block.title_bottom(note),
+        None => block,
+    };
+    f.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), area);
+}
+
+/// The pane's text for an inner width of `width`.
+pub fn lines(app: &App, width: usize) -> Vec<Line<'static>> {
+    let t = &app.theme;
     let spark_w = if width >= 70 { 16 } else { 8 };
     let mut lines = vec![Line::from(dim_span(
         app,
@@ -106,10 +116,5 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
             )));
         }
     }
-    f.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .scroll((app.side_scroll_for(Pane::Agents), 0)),
-        area,
-    );
+    lines
 }

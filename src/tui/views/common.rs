@@ -1,5 +1,6 @@
 //! Small pieces shared by the views: pane frames, durations, bars, truncation.
 
+use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType};
@@ -8,6 +9,39 @@ use crate::engine::state::Run;
 use crate::model::{Millis, TaskState};
 use crate::tui::app::App;
 use crate::tui::keymap::Pane;
+
+/// Rows `lines` take in a pane whose inside is `w` wide: one each, or, when the pane wraps, as
+/// many as their width needs (by characters: a close estimate of word wrapping).
+pub fn text_height(lines: &[Line], w: usize, wraps: bool) -> usize {
+    if !wraps {
+        return lines.len();
+    }
+    lines
+        .iter()
+        .map(|l| l.width().div_ceil(w.max(1)).max(1))
+        .sum()
+}
+
+/// The bottom-border note of a scrolling pane: `↓ more` while text goes on below the window,
+/// `↑` once scrolled.
+pub fn scroll_note(
+    app: &App,
+    lines: &[Line],
+    wraps: bool,
+    area: Rect,
+    scroll: u16,
+) -> Option<Line<'static>> {
+    let w = usize::from(area.width.saturating_sub(2));
+    let h = usize::from(area.height.saturating_sub(2));
+    let below = text_height(lines, w, wraps) > usize::from(scroll) + h;
+    let text = match (scroll > 0, below) {
+        (_, true) if scroll > 0 => " ↑ ↓ more ",
+        (_, true) => " ↓ more ",
+        (true, false) => " ↑ ",
+        (false, false) => return None,
+    };
+    Some(Line::from(Span::styled(text, app.theme.dimmed())).right_aligned())
+}
 
 /// A pane's border and title, highlighted when it has the focus.
 pub fn pane_block<'a>(app: &App, pane: Pane, title: Vec<Span<'a>>) -> Block<'a> {
@@ -156,4 +190,20 @@ pub fn counts_of<'a>(app: &App, states: impl Iterator<Item = TaskState>) -> Vec<
         }
     }
     out
+}
+
+/// `text` if it fits in `w` characters, else cut at the last word that fits, with `…`.
+pub fn cut_at_word(text: &str, w: usize) -> String {
+    if text.chars().count() <= w {
+        return text.to_string();
+    }
+    if w == 0 {
+        return String::new();
+    }
+    let head: String = text.chars().take(w - 1).collect();
+    let cut = match head.rfind(' ') {
+        Some(i) if i >= head.len() / 2 => head[..i].trim_end_matches([' ', '·', ',', ';', ':']),
+        _ => head.as_str(),
+    };
+    format!("{cut}…")
 }

@@ -7,7 +7,9 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use super::common::{bold, clock, dim_span, duration, pane_block, title_span, truncate};
+use super::common::{
+    bold, clock, dim_span, duration, pane_block, scroll_note, title_span, truncate,
+};
 use crate::engine::state::Run;
 use crate::model::{AttemptOutcome, TaskIdx};
 use crate::spec::{Action, Builtin};
@@ -30,8 +32,12 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
     };
     let title = tabs.unwrap_or_else(|| vec![title_span(app, format!("Task {}", run.task_id(t)))]);
     let lines = lines(app, run, t, area.width.saturating_sub(2) as usize);
+    let mut block = pane_block(app, Pane::Detail, title);
+    if let Some(note) = scroll_note(app, &lines, true, area, app.detail_scroll) {
+        block = block.title_bottom(note);
+    }
     let p = Paragraph::new(lines)
-        .block(pane_block(app, Pane::Detail, title))
+        .block(block)
         .wrap(Wrap { trim: false })
         .scroll((app.detail_scroll, 0));
     f.render_widget(p, area);

@@ -7,7 +7,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use super::common::{bold, dim_span, pane_block, title_span};
+use super::common::{bold, dim_span, pane_block, scroll_note, title_span};
+use crate::engine::state::Run;
 use crate::model::GateState;
 use crate::tui::app::App;
 use crate::tui::keymap::Pane;
@@ -24,7 +25,6 @@ fn gate_icon(s: GateState) -> &'static str {
 }
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>>>) {
-    let t = &app.theme;
     let Some(run) = app.run() else {
         let block = pane_block(
             app,
@@ -37,6 +37,23 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
     let n = run.workflow.gates.len();
     let title = tabs.unwrap_or_else(|| vec![title_span(app, format!("Gates ({n})"))]);
     let block = pane_block(app, Pane::Gates, title);
+    let lines = lines(app, run);
+    let scroll = app.side_scroll_for(Pane::Gates);
+    let block = match scroll_note(app, &lines, true, area, scroll) {
+        Some(note) => block.title_bottom(note),
+        None => block,
+    };
+    let p = Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .scroll((scroll, 0));
+    f.render_widget(p, area);
+}
+
+/// The pane's text for `run`.
+pub fn lines(app: &App, run: &Run) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let n = run.workflow.gates.len();
     let mut lines = Vec::new();
     if n == 0 {
         lines.push(Line::from(dim_span(
@@ -83,9 +100,5 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
             lines.push(Line::from(spans));
         }
     }
-    let p = Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false })
-        .scroll((app.side_scroll_for(Pane::Gates), 0));
-    f.render_widget(p, area);
+    lines
 }

@@ -1,6 +1,11 @@
-//! The task graph: levels as columns of boxes, edges drawn with box characters between them,
-//! boxes coloured by state, the critical path in heavy lines. Only the visible window of the
-//! layout is looked at.
+//! The task graph: levels as columns of tasks, edges drawn with box characters between them,
+//! tasks coloured by state, the critical path in heavy lines, the selected task's edges (its
+//! inputs and outputs) highlighted. Three zoom levels: boxes, one-line boxes, one-cell dots.
+//! Only the visible window of the layout is looked at.
+//!
+//! Where lines touch in a corner, a T or a cross, the edges there are joined; where one edge only
+//! passes over another, the line underneath is interrupted instead, so a crossing never looks
+//! like a join.
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -9,19 +14,31 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Span;
 use ratatui::widgets::Paragraph;
 
-use super::common::{dim_span, fit, pane_block, title_span};
+use super::common::{dim_span, fit, pane_block, title_span, truncate};
 use crate::engine::state::Run;
+use crate::model::TaskState;
 use crate::tui::app::App;
-use crate::tui::dag_layout::{DagLayout, GAP_W, SLOT_H, Slot};
+use crate::tui::dag_layout::{DagLayout, Slot, Zoom};
 use crate::tui::keymap::Pane;
 use crate::tui::layout::inner;
 use crate::tui::theme::task_icon;
 
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-const LEFT: u8 = 4;
-const RIGHT: u8 = 8;
-const CRIT: u8 = 16;
+const UP: u16 = 1;
+const DOWN: u16 = 2;
+const LEFT: u16 = 4;
+const RIGHT: u16 = 8;
+const DIRS: u16 = UP | DOWN | LEFT | RIGHT;
+/// An edge passes straight through the cell, across or down.
+const THRU_H: u16 = 16;
+const THRU_V: u16 = 32;
+/// Per axis: a critical or a highlighted edge uses the cell.
+const CRIT_H: u16 = 64;
+const CRIT_V: u16 = 128;
+const HL_H: u16 = 256;
+const HL_V: u16 = 512;
+/// Flags of a whole edge (before they are split by axis).
+const CRIT: u16 = 1;
+const HL: u16 = 2;
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let (Some(run), Some(layout)) = (app.run(), app.layout()) else {
@@ -46,6 +63,23 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             ),
         ));
     }
+    match app.graph_zoom {
+        Zoom::Boxes => {}
+        Zoom::Overview => {
+            let v = inner(area);
+            let b = layout.buckets(u32::from(v.width), u32::from(v.height));
+            let per_cell = b.levels * b.slots;
+            title.push(dim_span(
+                app,
+                if per_cell > 1 {
+                    format!(" · overview, ≤{per_cell} a cell")
+                } else {
+                    " · overview".to_string()
+                },
+            ));
+        }
+        z => title.push(dim_span(app, format!(" · {}", z.name()))),
+    }
     if !app.filter.is_empty() {
         title.push(Span::styled(
             format!(" · filter: {}", app.filter),
@@ -62,7 +96,63 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     draw_canvas(app, run, layout, sel, view, f.buffer_mut());
 }
 
-/// Draws the layout window at `app.graph_offset` into `view`.
+/// Line bits of the visible window, one `u16` per cell.
+struct Grid {
+    cells: Vec<u16>,
+    origin: (u32, u32),
+    w: u32,
+    h: u32,
+}
+
+impl Grid {
+    fn add(&mut self, x: u32, y: u32, dirs: u16, flags: u16) {
+        let (ox, oy) = self.origin;
+        if x < ox || y < oy || x - ox >= self.w || y - oy >= self.h {
+            return;
+        }
+        let cell = &mut self.cells[((y - oy) * self.w + (x - ox)) as usize];
+        *cell |= match dirs {
+            d if d == LEFT | RIGHT => THRU_H,
+            d if d == UP | DOWN => THRU_V,
+            d => d,
+        };
+        if dirs & (LEFT | RIGHT) != 0 {
+            *cell |=
+                if flags & CRIT != 0 { CRIT_H } else { 0 } | if flags & HL != 0 { HL_H } else { 0 };
+        }
+        if dirs & (UP | DOWN) != 0 {
+            *cell |=
+                if flags & CRIT != 0 { CRIT_V } else { 0 } | if flags & HL != 0 { HL_V } else { 0 };
+        }
+    }
+
+    /// One segment: right from `x_from` to the track at `xt` on row `ya`, along the track to row
+    /// `yb`, then right to `x_to`.
+    fn path(&mut self, (x_from, xt, x_to): (u32, u32, u32), (ya, yb): (u32, u32), flags: u16) {
+        for x in x_from..xt {
+            self.add(x, ya, LEFT | RIGHT, flags);
+        }
+        if ya == yb {
+            self.add(xt, ya, LEFT | RIGHT, flags);
+        } else {
+            let (top, bottom) = (ya.min(yb), ya.max(yb));
+            let down = yb > ya;
+            self.add(xt, ya, LEFT | if down { DOWN } else { UP }, flags);
+            self.add(xt, yb, RIGHT | if down { UP } else { DOWN }, flags);
+            // Only the part of the track inside the window.
+            let lo = (top + 1).max(self.origin.1);
+            let hi = bottom.min(self.origin.1 + self.h);
+            for y in lo..hi {
+                self.add(xt, y, UP | DOWN, flags);
+            }
+        }
+        for x in xt + 1..=x_to {
+            self.add(x, yb, LEFT | RIGHT, flags);
+        }
+    }
+}
+
+/// Draws the layout window at `app.graph_offset` into `view`, at `app.graph_zoom`.
 pub fn draw_canvas(
     app: &App,
     run: &Run,
@@ -74,155 +164,262 @@ pub fn draw_canvas(
     if view.width == 0 || view.height == 0 {
         return;
     }
+    let z = app.graph_zoom;
+    if z == Zoom::Overview {
+        draw_overview(app, run, layout, sel, view, buf);
+        return;
+    }
+    let geo = layout.geo(z);
     let (ox, oy) = app.graph_offset;
     let (vw, vh) = (u32::from(view.width), u32::from(view.height));
-    let cols = layout.visible_columns(ox, ox + vw);
-    let s0 = oy / SLOT_H;
-    let s1 = (oy + vh) / SLOT_H + 1;
+    let cols = layout.visible_columns(z, ox, ox + vw);
+    let (sh, mid) = (z.slot_h(), z.mid());
+    let s0 = oy / sh;
+    let s1 = (oy + vh) / sh + 1;
+    let is_sel = |t: u32| sel == Some(t);
 
     // Edges first, into a grid of line bits; boxes are drawn over them.
-    let mut grid = vec![0u8; (vw * vh) as usize];
-    let mut mark = |x: i64, y: i64, bits: u8| {
-        if x >= ox as i64 && y >= oy as i64 && x < (ox + vw) as i64 && y < (oy + vh) as i64 {
-            let i = ((y - oy as i64) as u32 * vw + (x - ox as i64) as u32) as usize;
-            grid[i] |= bits;
-        }
+    let mut grid = Grid {
+        cells: vec![0; (vw * vh) as usize],
+        origin: (ox, oy),
+        w: vw,
+        h: vh,
     };
     let first_gap = cols.start.saturating_sub(1);
     let mut arrows = Vec::new();
     for g in first_gap..cols.end.min(layout.gaps.len()) {
-        let left = &layout.columns[g];
+        let x_from = geo.x[g] + geo.width[g];
+        let x_to = geo.x[g + 1].saturating_sub(1).max(x_from);
+        let tracks = layout.tracks.get(g).copied().unwrap_or(0);
         let right = &layout.columns[g + 1];
-        let x_from = i64::from(left.x + left.width);
-        let x_to = i64::from(right.x) - 1;
-        let mid = x_from + i64::from(GAP_W / 2);
         for seg in layout.visible_segments(g, s0, s1) {
-            let crit = if seg.critical { CRIT } else { 0 };
-            let ya = i64::from(seg.from * SLOT_H + 1);
-            let yb = i64::from(seg.to * SLOT_H + 1);
-            // Left leg: from the source box to the middle.
-            for x in x_from..=mid {
-                let mut b = crit | RIGHT | LEFT;
-                if x == mid {
-                    b &= !RIGHT;
-                }
-                mark(x, ya, b);
+            let mut flags = 0;
+            if seg.critical {
+                flags |= CRIT;
             }
-            // Vertical leg (clipped to the window).
-            let (top, bottom) = (ya.min(yb), ya.max(yb));
-            let lo = top.max(i64::from(oy) - 1);
-            let hi = bottom.min(i64::from(oy + vh));
-            for y in lo..=hi {
-                let mut b = crit;
-                if y > top {
-                    b |= UP;
-                }
-                if y < bottom {
-                    b |= DOWN;
-                }
-                if b != crit {
-                    mark(mid, y, b);
-                }
+            if is_sel(seg.src) || is_sel(seg.dst) {
+                flags |= HL;
             }
-            // Right leg: from the middle into the target box.
-            for x in mid..=x_to {
-                let mut b = crit | RIGHT | LEFT;
-                if x == mid {
-                    b &= !LEFT;
-                }
-                mark(x, yb, b);
-            }
-            if matches!(right.slots.get(seg.to as usize), Some(Slot::Task(_))) {
-                arrows.push((x_to, yb, seg.critical));
+            let xt = geo.track_x(g, seg.track, tracks).clamp(x_from, x_to);
+            let (ya, yb) = (seg.from * sh + mid, seg.to * sh + mid);
+            grid.path((x_from, xt, x_to), (ya, yb), flags);
+            if x_to > xt && matches!(right.slots.get(seg.to as usize), Some(Slot::Task(_))) {
+                arrows.push((x_to, yb, flags));
             }
         }
     }
     let t = &app.theme;
     let edge = Style::default().fg(t.edge);
     let crit_edge = Style::default().fg(t.critical);
+    let hl_edge = Style::default()
+        .fg(t.border_focus)
+        .add_modifier(Modifier::BOLD);
+    let style_of = |hl: bool, crit: bool| {
+        if hl {
+            hl_edge
+        } else if crit {
+            crit_edge
+        } else {
+            edge
+        }
+    };
     for y in 0..vh {
         for x in 0..vw {
-            let b = grid[(y * vw + x) as usize];
-            if b & !CRIT == 0 {
+            let c = grid.cells[(y * vw + x) as usize];
+            if c == 0 {
                 continue;
             }
-            let c = line_char(b & !CRIT, b & CRIT != 0);
-            put(
-                buf,
-                view,
-                x,
-                y,
-                c,
-                if b & CRIT != 0 { crit_edge } else { edge },
-            );
+            let (ch, style) = if c & DIRS == 0 && c & THRU_H != 0 && c & THRU_V != 0 {
+                // A crossing: the line on top goes on, the one underneath is interrupted.
+                if c & HL_V != 0 && c & HL_H == 0 {
+                    (line_char(UP | DOWN, c & CRIT_V != 0), hl_edge)
+                } else {
+                    (
+                        line_char(LEFT | RIGHT, c & CRIT_H != 0),
+                        style_of(c & HL_H != 0, c & CRIT_H != 0),
+                    )
+                }
+            } else {
+                let mut dirs = c & DIRS;
+                if c & THRU_H != 0 {
+                    dirs |= LEFT | RIGHT;
+                }
+                if c & THRU_V != 0 {
+                    dirs |= UP | DOWN;
+                }
+                let crit = c & (CRIT_H | CRIT_V) != 0;
+                (
+                    line_char(dirs, crit),
+                    style_of(c & (HL_H | HL_V) != 0, crit),
+                )
+            };
+            put(buf, view, x, y, ch, style);
         }
     }
-    for (x, y, crit) in arrows {
-        if x >= i64::from(ox)
-            && y >= i64::from(oy)
-            && x < i64::from(ox + vw)
-            && y < i64::from(oy + vh)
-        {
+    // Highlighted arrows last, so they win where several edges arrive.
+    arrows.sort_by_key(|a| a.2 & HL);
+    for (x, y, flags) in arrows {
+        if x >= ox && y >= oy && x - ox < vw && y - oy < vh {
             put(
                 buf,
                 view,
-                (x - i64::from(ox)) as u32,
-                (y - i64::from(oy)) as u32,
+                x - ox,
+                y - oy,
                 '▸',
-                if crit { crit_edge } else { edge },
+                style_of(flags & HL != 0, flags & CRIT != 0),
             );
         }
     }
 
-    // Boxes and pass-through lines of the visible columns and slots.
+    // Tasks and pass-through lines of the visible columns and slots.
+    let origin = (ox, oy);
     for c in cols {
         let col = &layout.columns[c];
+        let (x, w) = (geo.x[c], geo.width[c]);
         let last = (s1 as usize).min(col.slots.len());
         for s in (s0 as usize).min(last)..last {
-            let y = s as u32 * SLOT_H;
+            let y = s as u32 * sh;
             match col.slots[s] {
-                Slot::Through { critical } => {
-                    let style = if critical { crit_edge } else { edge };
-                    let ch = if critical { '━' } else { '─' };
-                    for x in col.x..col.x + col.width {
-                        put_abs(buf, view, (ox, oy), x, y + 1, ch, style);
+                Slot::Through { critical, src, dst } => {
+                    let style = style_of(is_sel(src) || is_sel(dst), critical);
+                    let ch = line_char(LEFT | RIGHT, critical);
+                    for dx in 0..w {
+                        put_abs(buf, view, origin, x + dx, y + mid, ch, style);
                     }
                 }
-                Slot::Task(task) => draw_box(
-                    app,
-                    run,
-                    layout,
-                    task,
-                    sel == Some(task),
-                    (col.x, y, col.width),
-                    (ox, oy),
-                    view,
-                    buf,
-                ),
+                Slot::Task(task) => {
+                    let task = TaskCell {
+                        task,
+                        selected: is_sel(task),
+                        at: (x, y, w),
+                    };
+                    match z {
+                        Zoom::Boxes => draw_box(app, run, layout, &task, origin, view, buf),
+                        Zoom::Compact => draw_line(app, run, layout, &task, origin, view, buf),
+                        Zoom::Dots | Zoom::Overview => {
+                            draw_dot(app, run, layout, &task, origin, view, buf)
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Which state an overview cell shows for the tasks in it: the one most in need of attention.
+fn urgency(s: TaskState) -> u8 {
+    match s {
+        TaskState::Failed => 0,
+        TaskState::WaitingApproval => 1,
+        TaskState::Running => 2,
+        TaskState::RetryWait => 3,
+        TaskState::Paused => 4,
+        TaskState::Validating => 5,
+        TaskState::Assigned => 6,
+        TaskState::Blocked => 7,
+        TaskState::Cancelled => 8,
+        TaskState::Ready => 9,
+        TaskState::Pending => 10,
+        TaskState::Skipped => 11,
+        TaskState::Succeeded => 12,
+    }
+}
+
+/// The whole graph in the window: each cell shows the most urgent state among its tasks (bold
+/// when one matches the filter); the selected task's cell is highlighted. No edges: at this scale
+/// they would fill every cell. One pass over the tasks.
+fn draw_overview(
+    app: &App,
+    run: &Run,
+    layout: &DagLayout,
+    sel: Option<u32>,
+    view: Rect,
+    buf: &mut Buffer,
+) {
+    let (vw, vh) = (u32::from(view.width), u32::from(view.height));
+    let b = layout.buckets(vw, vh);
+    // Per cell: the urgency of its most urgent task (u8::MAX for none), that task's state, and
+    // whether any of its tasks matches the filter.
+    let mut cells: Vec<(u8, Option<TaskState>, bool)> =
+        vec![(u8::MAX, None, false); (vw * vh) as usize];
+    let filtering = !app.filter.is_empty();
+    for (t, task) in run.tasks.iter().enumerate() {
+        let Some((x, y)) = layout.bucket_of(b, t as u32) else {
+            continue;
+        };
+        if x >= vw || y >= vh {
+            continue;
+        }
+        let cell = &mut cells[(y * vw + x) as usize];
+        let u = urgency(task.state);
+        if u < cell.0 {
+            *cell = (u, Some(task.state), cell.2);
+        }
+        if filtering && app.matches_filter(run, t as u32) {
+            cell.2 = true;
+        }
+    }
+    let t = &app.theme;
+    let sel_cell = sel.and_then(|s| layout.bucket_of(b, s));
+    for y in 0..vh {
+        for x in 0..vw {
+            let (_, state, matched) = cells[(y * vw + x) as usize];
+            let Some(state) = state else { continue };
+            let ch = task_icon(state).chars().next().unwrap_or('•');
+            let mut style = Style::default().fg(if !filtering || matched {
+                t.task(state)
+            } else {
+                t.dim
+            });
+            if sel_cell == Some((x, y)) {
+                style = t.selected();
+            } else if filtering && matched {
+                style = style.add_modifier(Modifier::BOLD);
+            }
+            put(buf, view, x, y, ch, style);
+        }
+    }
+}
+
+/// A task to draw, where, and whether it is the selected one.
+struct TaskCell {
+    task: u32,
+    selected: bool,
+    /// Layout x, y and column width.
+    at: (u32, u32, u32),
+}
+
+/// The label style of a task: its state's colour, the selection, the filter, the critical path.
+fn label_style(app: &App, run: &Run, layout: &DagLayout, task: &TaskCell) -> Style {
+    let t = &app.theme;
+    let state = run.tasks[task.task as usize].state;
+    let matches = app.matches_filter(run, task.task);
+    let mut style = Style::default().fg(if matches { t.task(state) } else { t.dim });
+    if task.selected {
+        style = t.selected();
+    } else if matches && (!app.filter.is_empty() || layout.critical[task.task as usize]) {
+        style = style.add_modifier(Modifier::BOLD);
+    }
+    style
+}
+
 fn draw_box(
     app: &App,
     run: &Run,
     layout: &DagLayout,
-    task: u32,
-    selected: bool,
-    (x, y, w): (u32, u32, u32),
+    task: &TaskCell,
     origin: (u32, u32),
     view: Rect,
     buf: &mut Buffer,
 ) {
     let t = &app.theme;
-    let state = run.tasks[task as usize].state;
+    let (x, y, w) = task.at;
+    let state = run.tasks[task.task as usize].state;
     let colour = t.task(state);
-    let critical = layout.critical[task as usize];
-    let matches = app.matches_filter(run, task);
+    let critical = layout.critical[task.task as usize];
+    let matches = app.matches_filter(run, task.task);
     let mut border = Style::default().fg(if matches { colour } else { t.dim });
-    if selected {
+    if task.selected {
         border = border.fg(t.border_focus).add_modifier(Modifier::BOLD);
     }
     let (tl, tr, bl, br, h, v) = if critical {
@@ -243,11 +440,12 @@ fn draw_box(
     put_abs(buf, view, origin, x, y + 1, v, border);
     put_abs(buf, view, origin, x + w - 1, y + 1, v, border);
     let label = fit(
-        &format!("{} {}", task_icon(state), run.task_id(task)),
+        &format!("{} {}", task_icon(state), run.task_id(task.task)),
         (w - 2) as usize,
     );
+    // The critical path shows in the border; the label stays plain unless filtered.
     let mut style = Style::default().fg(if matches { colour } else { t.dim });
-    if selected {
+    if task.selected {
         style = t.selected();
     } else if matches && !app.filter.is_empty() {
         style = style.add_modifier(Modifier::BOLD);
@@ -255,6 +453,73 @@ fn draw_box(
     for (i, ch) in label.chars().enumerate() {
         put_abs(buf, view, origin, x + 1 + i as u32, y + 1, ch, style);
     }
+}
+
+/// A one-line box: icon and id, then (when edges leave the task) a line to the gap.
+fn draw_line(
+    app: &App,
+    run: &Run,
+    layout: &DagLayout,
+    task: &TaskCell,
+    origin: (u32, u32),
+    view: Rect,
+    buf: &mut Buffer,
+) {
+    let (x, y, w) = task.at;
+    let state = run.tasks[task.task as usize].state;
+    let label = truncate(
+        &format!("{} {}", task_icon(state), run.task_id(task.task)),
+        w.saturating_sub(1) as usize,
+    );
+    let style = label_style(app, run, layout, task);
+    let mut n = 0;
+    for ch in label.chars() {
+        put_abs(buf, view, origin, x + n, y, ch, style);
+        n += 1;
+    }
+    let critical = layout.critical[task.task as usize];
+    let lead = if task.selected {
+        Style::default()
+            .fg(app.theme.border_focus)
+            .add_modifier(Modifier::BOLD)
+    } else if critical {
+        Style::default().fg(app.theme.critical)
+    } else {
+        Style::default().fg(app.theme.edge)
+    };
+    let fans_out = layout.fans_out[task.task as usize];
+    for dx in n..w {
+        let ch = if fans_out && dx > n {
+            line_char(LEFT | RIGHT, critical)
+        } else {
+            ' '
+        };
+        put_abs(buf, view, origin, x + dx, y, ch, lead);
+    }
+}
+
+/// A task as one cell: its state icon.
+fn draw_dot(
+    app: &App,
+    run: &Run,
+    layout: &DagLayout,
+    task: &TaskCell,
+    origin: (u32, u32),
+    view: Rect,
+    buf: &mut Buffer,
+) {
+    let (x, y, _) = task.at;
+    let state = run.tasks[task.task as usize].state;
+    let ch = task_icon(state).chars().next().unwrap_or('•');
+    put_abs(
+        buf,
+        view,
+        origin,
+        x,
+        y,
+        ch,
+        label_style(app, run, layout, task),
+    );
 }
 
 /// Writes `ch` at layout position (`x`, `y`) if it is inside the window.
@@ -285,7 +550,7 @@ fn put(buf: &mut Buffer, view: Rect, dx: u32, dy: u32, ch: char, style: Style) {
     }
 }
 
-fn line_char(bits: u8, heavy: bool) -> char {
+fn line_char(bits: u16, heavy: bool) -> char {
     let light = match bits {
         b if b == LEFT | RIGHT || b == LEFT || b == RIGHT => '─',
         b if b == UP | DOWN || b == UP || b == DOWN => '│',

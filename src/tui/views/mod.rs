@@ -52,6 +52,27 @@ pub fn view(app: &App, f: &mut Frame) {
     }
 }
 
+/// How far a text pane (task, agents, gates) can scroll at the app's screen size: its text's
+/// height (as `common::scroll_note` counts it) less the window's.
+pub fn max_scroll(app: &App, pane: Pane) -> u16 {
+    let Some(area) = app.areas().pane(pane) else {
+        return 0;
+    };
+    let w = usize::from(area.width.saturating_sub(2));
+    let (lines, wraps) = match (pane, app.run()) {
+        (Pane::Detail, Some(run)) => match app.selected_task() {
+            Some(t) => (detail::lines(app, run, t, w), true),
+            None => return 0,
+        },
+        (Pane::Agents, _) => (agents::lines(app, w), false),
+        (Pane::Gates, Some(run)) => (gates::lines(app, run), true),
+        _ => return 0,
+    };
+    let total = common::text_height(&lines, w, wraps);
+    let h = usize::from(area.height.saturating_sub(2));
+    total.saturating_sub(h).min(usize::from(u16::MAX)) as u16
+}
+
 /// Narrow screens: the tab strip naming the pane below the graph and its siblings.
 fn tabs(app: &App) -> Vec<Span<'static>> {
     let mut out = Vec::new();

@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
-use super::common::fit;
+use super::common::{cut_at_word, fit};
 use crate::tui::app::{App, Confirm, PaletteInput};
 use crate::tui::keymap::{Pane, Scope};
 use crate::tui::palette::COMMANDS;
@@ -32,10 +32,57 @@ fn frame<'a>(app: &App, title: &'a str) -> Block<'a> {
         .style(app.theme.base())
 }
 
-/// Help lines, generated from the key table with the effective bindings.
-pub fn help_lines(app: &App) -> Vec<Line<'static>> {
+/// Width of the keys column in the help.
+const KEYS_W: usize = 16;
+
+/// Help lines, generated from the key table with the effective bindings, for a box `width`
+/// columns wide inside: long descriptions wrap under themselves, not under the keys.
+pub fn help_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let t = &app.theme;
+    let text_w = usize::from(width).saturating_sub(KEYS_W).max(20);
     let mut out = Vec::new();
+    let entry = |out: &mut Vec<Line<'static>>,
+                 keys: String,
+                 key_style: Style,
+                 text: &str,
+                 scope: String| {
+        // (word, style, spaces before it): two spaces set the scope apart.
+        let mut words: Vec<(String, Style, usize)> = text
+            .split(' ')
+            .map(|w| (w.to_string(), Style::default(), 1))
+            .collect();
+        // The scope stays in one piece.
+        if !scope.is_empty() {
+            words.push((scope, t.dimmed(), 2));
+        }
+        let mut rows: Vec<Vec<Span<'static>>> = vec![Vec::new()];
+        let mut used = 0;
+        for (w, style, gap) in words {
+            let n = w.chars().count();
+            if used > 0 && used + gap + n > text_w {
+                rows.push(Vec::new());
+                used = 0;
+            }
+            let Some(row) = rows.last_mut() else { break };
+            if used > 0 {
+                row.push(Span::styled(" ".repeat(gap), style));
+                used += gap;
+            }
+            row.push(Span::styled(w, style));
+            used += n;
+        }
+        for (i, row) in rows.into_iter().enumerate() {
+            let lead = if i == 0 {
+                Span::styled(fit(&keys, KEYS_W), key_style)
+            } else {
+                Span::raw(" ".repeat(KEYS_W))
+            };
+            let mut spans = vec![lead];
+            spans.extend(row);
+            out.push(Line::from(spans));
+        }
+    };
+    let key_style = Style::default().fg(t.key).add_modifier(Modifier::BOLD);
     for (e, keys) in app.keymap.entries() {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let keys = if keys.is_empty() {
@@ -46,27 +93,32 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
         let scope = match e.scope {
             Scope::Global => String::new(),
             Scope::In(ps) if ps.len() == Pane::ALL.len() => String::new(),
+            // Most panes: name the ones left out.
+            Scope::In(ps) if ps.len() * 2 > Pane::ALL.len() => {
+                let names: Vec<&str> = Pane::ALL
+                    .iter()
+                    .filter(|p| !ps.contains(p))
+                    .map(|p| p.title())
+                    .collect();
+                format!("[not in {}]", names.join(", ").to_lowercase())
+            }
             Scope::In(ps) => {
                 let names: Vec<&str> = ps.iter().map(|p| p.title()).collect();
-                format!("  [{}]", names.join(", ").to_lowercase())
+                format!("[{}]", names.join(", ").to_lowercase())
             }
         };
-        out.push(Line::from(vec![
-            Span::styled(
-                fit(&keys, 16),
-                Style::default().fg(t.key).add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(e.help),
-            Span::styled(scope, t.dimmed()),
-        ]));
+        entry(&mut out, keys, key_style, e.help, scope);
     }
     out.push(Line::from(""));
     out.push(Line::from(Span::styled("palette commands (:)", t.title())));
     for (name, _, help) in COMMANDS {
-        out.push(Line::from(vec![
-            Span::styled(fit(name, 16), Style::default().fg(t.key)),
-            Span::raw(*help),
-        ]));
+        entry(
+            &mut out,
+            name.to_string(),
+            Style::default().fg(t.key),
+            help,
+            String::new(),
+        );
     }
     out.push(Line::from(""));
     out.push(Line::from(Span::styled(
@@ -76,13 +128,26 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
     out
 }
 
+fn help_area(full: Rect) -> Rect {
+    centered(full, 84, full.height.saturating_sub(2))
+}
+
+/// How far the help can scroll at the app's screen size.
+pub fn help_max_scroll(app: &App) -> u16 {
+    let area = help_area(Rect::new(0, 0, app.size.0, app.size.1));
+    let lines = help_lines(app, area.width.saturating_sub(2)).len() as u16;
+    lines.saturating_sub(area.height.saturating_sub(2))
+}
+
 pub fn help(app: &App, f: &mut Frame, scroll: u16) {
-    let area = centered(f.area(), 84, f.area().height.saturating_sub(2));
+    let area = help_area(f.area());
     f.render_widget(Clear, area);
-    let p = Paragraph::new(help_lines(app))
+    let lines = help_lines(app, area.width.saturating_sub(2));
+    // Scrolling stops at the last page.
+    let last = (lines.len() as u16).saturating_sub(area.height.saturating_sub(2));
+    let p = Paragraph::new(lines)
         .block(frame(app, "Keys · ↑↓ scroll · any other key closes"))
-        .wrap(Wrap { trim: false })
-        .scroll((scroll, 0));
+        .scroll((scroll.min(last), 0));
     f.render_widget(p, area);
 }
 
@@ -106,6 +171,16 @@ pub fn palette(app: &App, f: &mut Frame, p: &PaletteInput) {
         "─".repeat(area.width.saturating_sub(2) as usize),
         t.dimmed(),
     )));
+    // The candidates' column as wide as the longest; the help gets the rest, cut at a word.
+    let cand_w = p
+        .candidates
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 40)
+        + 2;
+    let help_w = usize::from(area.width.saturating_sub(2)).saturating_sub(cand_w + 1);
     for (i, c) in p.candidates.iter().enumerate() {
         let style = if p.choice == Some(i) {
             t.selected()
@@ -120,8 +195,8 @@ pub fn palette(app: &App, f: &mut Frame, p: &PaletteInput) {
             .map(|x| x.2)
             .unwrap_or("");
         lines.push(Line::from(vec![
-            Span::styled(fit(c, 28), style),
-            Span::styled(format!(" {help}"), t.dimmed()),
+            Span::styled(fit(c, cand_w), style),
+            Span::styled(format!(" {}", cut_at_word(help, help_w)), t.dimmed()),
         ]));
     }
     f.render_widget(

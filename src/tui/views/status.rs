@@ -7,7 +7,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::common::{run_elapsed, throughput};
+use super::common::{cut_at_word, run_elapsed, throughput};
 use crate::model::{RunState, TaskState};
 use crate::tui::app::{App, Level, Overlay, PromptKind};
 
@@ -35,6 +35,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new(Line::from(spans)).style(base), area);
         return;
     }
+    let width = usize::from(area.width).saturating_sub(width_of(&spans));
     let runs = app.mirror.runs.len();
     let going = app
         .mirror
@@ -48,20 +49,23 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         .values()
         .map(|r| r.count(TaskState::Running))
         .sum();
-    let mut summary = format!(" {runs} run{}", if runs == 1 { "" } else { "s" });
+    // The long form names the runs; the short one (narrow screens) leaves that to the runs pane.
+    let mut long = format!(" {runs} run{}", if runs == 1 { "" } else { "s" });
     if going > 0 {
-        summary.push_str(&format!(" ({going} going)"));
+        long.push_str(&format!(" ({going} going)"));
     }
-    summary.push_str(&format!(" · {running} running"));
+    long.push_str(" ·");
+    let mut short = format!(" {running} running");
     if let Some(run) = app.run() {
         let e = run_elapsed(run, app.now);
-        summary.push_str(&format!(" · {}", throughput(run.terminal_count(), e)));
+        short.push_str(&format!(" · {}", throughput(run.terminal_count(), e)));
         if run.state == RunState::Paused {
-            summary.push_str(" · PAUSED");
+            short.push_str(" · PAUSED");
         }
     }
-    summary.push_str(" │ ");
-    spans.push(Span::styled(summary, base));
+    short.push_str(" │ ");
+    let long = format!("{long}{short}");
+    let wide = usize::from(area.width) >= 100;
     match &app.message {
         Some(m) => {
             let colour = match m.level {
@@ -69,17 +73,46 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Level::Success => t.succeeded,
                 Level::Error => t.error,
             };
+            // The message matters most: the counts give way to it, then it is cut at a word.
+            let n = m.text.chars().count();
+            let summary = [long.as_str(), short.as_str()]
+                .into_iter()
+                .skip(usize::from(!wide))
+                .find(|s| s.chars().count() + n <= width)
+                .unwrap_or(" ");
+            spans.push(Span::styled(summary.to_string(), base));
+            let room = width.saturating_sub(summary.chars().count());
             spans.push(Span::styled(
-                m.text.clone(),
+                cut_at_word(&m.text, room),
                 base.fg(colour).add_modifier(Modifier::BOLD),
             ));
         }
         None => {
-            for (k, hint) in app.keymap.hints(app.focus) {
+            let summary = if wide { long } else { short };
+            let mut room = width.saturating_sub(summary.chars().count());
+            spans.push(Span::styled(summary, base));
+            // Hints in order of use while they fit whole; `help` always, last.
+            let hints = app.keymap.hints(app.focus);
+            let help = hints.iter().find(|(_, h)| *h == "help").cloned();
+            let cost = |(k, h): &(String, &str)| k.chars().count() + 1 + h.chars().count() + 2;
+            room = room.saturating_sub(help.as_ref().map_or(0, cost));
+            let mut shown = Vec::new();
+            for h in hints.iter().filter(|(_, h)| *h != "help") {
+                if cost(h) <= room {
+                    room -= cost(h);
+                    shown.push(h.clone());
+                }
+            }
+            shown.extend(help);
+            for (k, hint) in shown {
                 spans.push(Span::styled(k, base.fg(t.key).add_modifier(Modifier::BOLD)));
                 spans.push(Span::styled(format!(" {hint}  "), base));
             }
         }
     }
     f.render_widget(Paragraph::new(Line::from(spans)).style(base), area);
+}
+
+fn width_of(spans: &[Span]) -> usize {
+    spans.iter().map(|s| s.content.chars().count()).sum()
 }
