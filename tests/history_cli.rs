@@ -179,6 +179,7 @@ fn diff_shows_what_changed_and_rerun_uses_the_old_version() {
 }
 
 /// Starts a long run and waits until its first task is running (journaled).
+#[allow(clippy::zombie_processes)] // only a failing test leaves it unwaited
 fn start_slow_run(env: &Env) -> std::process::Child {
     let flow = env.write(
         "slow.toml",
