@@ -83,7 +83,10 @@ def main():
     big_json = noop_json(big)
     for label, path in (("TOML", os.path.join(big, "workflow-noop.toml")), ("JSON", big_json)):
         r = series(td + [path], a.runs, env=env)
-        rows.append((f"{a.n_noop:,} noop tasks, layered, {label}: run end to end", r, a.n_noop))
+        rows.append((f"{a.n_noop:,} noop tasks, layered, {label}: run end to end, journal on (SQLite)", r, a.n_noop))
+        mem = series(td + ["--store", "memory", path], a.runs, env=env)
+        rows.append((f"{a.n_noop:,} noop tasks, layered, {label}: run end to end, in memory", mem, a.n_noop))
+        journal_ratio = r["median"] / mem["median"]
         r = series([a.bin, "validate", path], a.runs, env=env)
         rows.append((f"{a.n_noop:,} noop tasks, {label}: validate only", r, a.n_noop))
 
@@ -121,6 +124,7 @@ def main():
             f"{r['rss_kib'] / 1024:.0f} MiB | {r['rss_kib'] * 1024 / n:,.0f} B |"
         )
     print(f"\ntaskdeck / make (median wall): {tdr['median'] / make['median']:.2f}x")
+    print(f"journal on / in memory, 100k noop (median wall, last format): {journal_ratio:.2f}x")
     shutil.rmtree(work, ignore_errors=True)
 
 
