@@ -229,7 +229,7 @@ impl LogStore {
     }
 
     fn run_dir(&self, run: &RunId) -> PathBuf {
-        self.inner.dir.join(safe_file_name(run.as_str()))
+        run_log_dir(&self.inner.dir, run)
     }
 
     fn attempt_path(&self, key: &AttemptKey) -> PathBuf {
@@ -242,6 +242,11 @@ impl LogStore {
         };
         self.run_dir(&key.run).join(name)
     }
+}
+
+/// Where a run's log files live under the log directory `dir`.
+pub fn run_log_dir(dir: &std::path::Path, run: &RunId) -> PathBuf {
+    dir.join(safe_file_name(run.as_str()))
 }
 
 /// Run ids can come from API clients: keep them from naming a path outside `dir`.

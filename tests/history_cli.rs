@@ -495,3 +495,68 @@ fn a_full_disk_holds_work_until_space_is_freed() {
     assert_eq!(tasks.len(), 200);
     assert!(tasks.iter().all(|t| t["state"] == "succeeded"));
 }
+
+/// A store on a file system that turned read-only is refused up front with a clear message.
+/// Needs root for the mount; elsewhere the test says it was skipped.
+#[test]
+fn a_read_only_store_is_refused_clearly() {
+    let env = Env::new();
+    let fs = env.dir.path().join("ro");
+    std::fs::create_dir(&fs).unwrap();
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .arg(&fs)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount(&["-t", "tmpfs", "-o", "size=8m", "tmpfs"]) {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let unmount = || {
+        let _ = Command::new("umount").arg("-l").arg(&fs).status();
+    };
+    let store = format!("sqlite://{}", fs.join("j.db").display());
+    let flow = env.write("flow.toml", FLOW_V1);
+    let f = flow.to_str().unwrap();
+    let first = env.run(&["run", "--headless", "-q", "--store", &store, f]);
+    let remounted = mount(&["-o", "remount,ro"]);
+    let second = env.run(&["run", "--headless", "-q", "--store", &store, f]);
+    unmount();
+    assert!(first.status.success());
+    assert!(remounted, "remount read-only");
+    assert_eq!(second.status.code(), Some(2));
+    let err = text(&second.stderr);
+    assert!(err.contains("is read-only"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn retention_prunes_old_runs_with_their_logs() {
+    let env = Env::new();
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        "[store]\nkeep_runs = 1\n",
+    )
+    .unwrap();
+    let flow = env.write("flow.toml", FLOW_V1);
+    let f = flow.to_str().unwrap();
+    assert!(env.run(&["run", "--headless", "-q", f]).status.success());
+    let first = env.runs()[0]["id"].as_str().unwrap().to_string();
+    let logs = env.home.path().join("state").join("logs");
+    assert!(logs.join(&first).is_dir(), "the run has logs");
+    assert!(env.run(&["run", "--headless", "-q", f]).status.success());
+    // The second run's engine start keeps one finished run: the first.
+    assert_eq!(env.runs().len(), 2);
+    assert!(env.run(&["run", "--headless", "-q", f]).status.success());
+    let runs = env.runs();
+    assert_eq!(
+        runs.len(),
+        2,
+        "the newest finished run and the one just made"
+    );
+    assert!(runs.iter().all(|r| r["id"] != first.as_str()));
+    assert!(!logs.join(&first).exists(), "its logs went with it");
+}

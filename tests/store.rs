@@ -275,7 +275,7 @@ fn pruning_keeps_the_newest_finished_runs_and_every_live_one() {
             ..Batch::default()
         })
         .unwrap();
-        let gone = store::prune(b.as_mut(), 2, 365, now_millis()).unwrap();
+        let gone = store::prune(b.as_mut(), 2, 365, now_millis(), None).unwrap();
         assert_eq!(gone.len(), 2, "{}", s.name);
         let left: Vec<String> = b
             .runs()
@@ -290,7 +290,7 @@ fn pruning_keeps_the_newest_finished_runs_and_every_live_one() {
             "events go too"
         );
         // Age: everything finished is older than 0 days.
-        let gone = store::prune(b.as_mut(), 100, 0, now_millis() + 1).unwrap();
+        let gone = store::prune(b.as_mut(), 100, 0, now_millis() + 1, None).unwrap();
         assert_eq!(gone.len(), 2);
     }
 }

@@ -99,6 +99,7 @@ pub fn open_journal(store: &StoreArg, config: &Config) -> Result<Option<Journal>
         keep.keep_runs,
         keep.keep_days,
         crate::model::now_millis(),
+        Some(&crate::paths::state_dir().join("logs")),
     ) {
         Ok(gone) if !gone.is_empty() => {
             tracing::info!(runs = gone.len(), "pruned old runs from the store")

@@ -148,12 +148,14 @@ pub fn open(url: &StoreUrl) -> Result<Box<dyn Backend>> {
 }
 
 /// Deletes finished runs beyond `keep_runs` (newest kept) or older than `keep_days`, with their
-/// log files. Unfinished runs are never pruned. Returns the deleted ids.
+/// log files (those the journal indexes, and the run's folder under `log_dir`). Unfinished runs
+/// are never pruned. Returns the deleted ids.
 pub fn prune(
     b: &mut dyn Backend,
     keep_runs: usize,
     keep_days: u64,
     now: Millis,
+    log_dir: Option<&Path>,
 ) -> Result<Vec<RunId>> {
     let runs = b.runs()?;
     let cutoff = now.saturating_sub(keep_days.saturating_mul(86_400_000));
@@ -178,6 +180,11 @@ pub fn prune(
         files.extend(b.log_files(id)?);
     }
     b.delete_runs(&doomed)?;
+    if let Some(dir) = log_dir {
+        for id in &doomed {
+            let _ = std::fs::remove_dir_all(crate::logs::run_log_dir(dir, id));
+        }
+    }
     for f in files {
         let path = Path::new(&f.path);
         let _ = std::fs::remove_file(path);
