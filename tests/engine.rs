@@ -44,6 +44,23 @@ impl Rig {
         Rig::with_options(tweak, false)
     }
 
+    /// A second engine on this rig's journal and files, as after a restart.
+    fn engine_on_same_store(&self) -> EngineHandle {
+        let mut config = Config::default();
+        config.defaults.kill_grace = Duration::from_millis(200);
+        let store = taskdeck::store::open(&taskdeck::store::StoreUrl::Sqlite(
+            self.dir.path().join("journal.db"),
+        ))
+        .unwrap();
+        EngineHandle::start(EngineOptions {
+            config: Arc::new(config),
+            log_dir: self.dir.path().join("logs"),
+            work_dir: self.dir.path().join("work"),
+            auto_approve: false,
+            journal: Some(taskdeck::store::Journal::spawn(store).unwrap()),
+        })
+    }
+
     fn with_options(tweak: impl FnOnce(&mut Config), auto_approve: bool) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
@@ -2556,4 +2573,116 @@ async fn a_snapshot_plus_later_events_folds_into_the_engines_state() {
     let run = &engine.runs[&w.run];
     assert_eq!(run.tasks[3].state, TaskState::Skipped);
     assert_eq!(run.tasks[1].attempts.len(), 2);
+}
+
+// ----- recovery -----
+
+#[tokio::test]
+async fn a_handed_back_run_resumes_with_pauses_approvals_timers_and_gates_intact() {
+    let rig = Rig::new();
+    let mut built = task("built", &[]);
+    built.action = Action::Run("true".into());
+    let mut approve = task("approve", &[0]);
+    approve.approval = true;
+    let mut flaky = task("flaky", &[]);
+    flaky.action = Action::Run("exit 3".into());
+    flaky.retry = retry(3, 3_600_000);
+    let mut slow = task("slow", &[]);
+    slow.action = Action::Run(rig.hold("slow-go"));
+    let mut wf = workflow(vec![built, approve, flaky, slow]);
+    wf.gates.push(GateSpec {
+        id: "ok".into(),
+        after: vec![0],
+        level: GateLevel::Output,
+        checks: vec![CheckSpec {
+            name: "always".into(),
+            kind: CheckKind::Expr("true".into()),
+        }],
+        on_fail: OnFail::Fail,
+    });
+    let mut w = rig.submit(wf).await;
+    let (approve_t, flaky_t, slow_t) = (w.idx("approve"), w.idx("flaky"), w.idx("slow"));
+    w.wait(|k| matches!(k, EventKind::TaskAwaitingApproval { task } if *task == approve_t))
+        .await;
+    w.wait(
+        |k| matches!(k, EventKind::TaskFailed { task, retry_at: Some(_), .. } if *task == flaky_t),
+    )
+    .await;
+    w.started("slow").await;
+    w.cmd(Command::PauseTask {
+        run: w.run_id(),
+        task: "slow".into(),
+    })
+    .await
+    .unwrap();
+    w.wait(|k| matches!(k, EventKind::TaskPaused { task } if *task == slow_t))
+        .await;
+    let before = run_of(&*w.snapshot().await, &w.run);
+
+    rig.engine.detach().await.unwrap();
+    let engine = rig.engine_on_same_store();
+    let (rec, warnings) = engine.resume(&w.run).await.unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(rec.interrupted, vec!["slow#1".to_string()]);
+    assert_eq!(rec.finished, 1, "built");
+
+    let snap = engine.snapshot().await.unwrap();
+    let run = &snap.runs[&w.run];
+    let t = |i: TaskIdx| &run.tasks[i as usize];
+    assert_eq!(t(0).state, TaskState::Succeeded);
+    assert_eq!(t(0).attempts.len(), 1, "a finished task never runs again");
+    assert_eq!(run.gates[0].state, GateState::Passed);
+    assert_eq!(t(approve_t).state, TaskState::WaitingApproval);
+    assert_eq!(t(flaky_t).state, TaskState::RetryWait);
+    assert_eq!(t(flaky_t).retry_at, before.tasks[flaky_t as usize].retry_at);
+    assert!(
+        snap.timers.iter().any(|(_, _, x)| *x == flaky_t),
+        "the retry timer survives"
+    );
+    assert_eq!(t(slow_t).state, TaskState::Paused);
+    assert_eq!(
+        t(slow_t).attempts[0].outcome,
+        Some(AttemptOutcome::Interrupted)
+    );
+    assert_eq!(
+        t(slow_t).attempts_used(),
+        0,
+        "an interrupted attempt is not a retry"
+    );
+    assert_eq!(snap.active, 0, "the interrupted attempt holds no slot");
+
+    // The run goes on in the new engine: resume the paused task, approve the other.
+    let mut sub = engine.subscribe(rec.at_seq).await.unwrap();
+    rig.release("slow-go");
+    engine
+        .command(Command::ResumeTask {
+            run: w.run_id(),
+            task: "slow".into(),
+        })
+        .await
+        .unwrap();
+    engine
+        .command(Command::Approve {
+            run: w.run_id(),
+            task: "approve".into(),
+        })
+        .await
+        .unwrap();
+    let mut done = HashSet::new();
+    while done.len() < 2 {
+        let ev = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev.kind {
+            EventKind::TaskSucceeded { task, attempt, .. } if task == slow_t => {
+                assert_eq!(attempt, 2);
+                done.insert(task);
+            }
+            EventKind::TaskSucceeded { task, .. } if task == approve_t => {
+                done.insert(task);
+            }
+            _ => {}
+        }
+    }
 }

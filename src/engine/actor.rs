@@ -98,6 +98,9 @@ enum Request {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Detach {
+        reply: oneshot::Sender<()>,
+    },
     WaitFinished {
         run: RunId,
         reply: oneshot::Sender<Result<RunState, EngineError>>,
@@ -255,6 +258,13 @@ impl EngineHandle {
         self.journal.as_ref()
     }
 
+    /// Stops without finishing anything: running processes are killed, but their runs stay
+    /// unfinished in the journal and are let go, so another engine can `resume` them at once
+    /// (their running attempts become `interrupted`). A graceful hand-back of in-flight work.
+    pub async fn detach(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Request::Detach { reply }).await
+    }
+
     /// Cancels every unfinished run, stops all processes, and waits for them.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.ask(|reply| Request::Shutdown { reply }).await
@@ -347,6 +357,8 @@ struct Actor {
     /// Why the journal refuses writes, and when to try again.
     journal_failure: Option<(String, u64)>,
     next_heartbeat: u64,
+    /// Set by `detach`: processes are being stopped; their reports change nothing.
+    detach_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Actor {
@@ -386,6 +398,7 @@ impl Actor {
             seq_base: 0,
             journal_failure: None,
             next_heartbeat: 0,
+            detach_waiters: Vec::new(),
         }
     }
 
@@ -402,6 +415,25 @@ impl Actor {
             }
         }
         loop {
+            if !self.detach_waiters.is_empty() {
+                if self.handles.is_empty() {
+                    self.flush().await;
+                    if let Some(journal) = &self.opts.journal {
+                        let owner = store::owner_id();
+                        if let Err(e) = journal.call(move |b| b.release(&owner)).await {
+                            tracing::warn!("cannot let go of the runs: {e}");
+                        }
+                    }
+                    for w in self.detach_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    return;
+                }
+                if let Some(msg) = self.exec_rx.recv().await {
+                    self.handle_exec(msg);
+                }
+                continue;
+            }
             let more = self.pump();
             self.flush().await;
             if !self.shutdown_waiters.is_empty() && self.handles.is_empty() {
@@ -672,6 +704,16 @@ impl Actor {
             Request::Shutdown { reply } => {
                 self.cancel_everything();
                 self.shutdown_waiters.push(reply);
+            }
+            Request::Detach { reply } => {
+                for h in self.handles.values() {
+                    h.send(Control::Resume);
+                    h.send(Control::Cancel);
+                }
+                // Nothing held back may start now.
+                self.after_commit
+                    .retain(|j| !matches!(j, AfterCommit::Spawn(..)));
+                self.detach_waiters.push(reply);
             }
             Request::Inspect { f } => self.after_commit.push(AfterCommit::Inspect(f)),
             Request::WaitFinished { run, reply } => match self.state.runs.get(&run) {
@@ -1415,6 +1457,13 @@ impl Actor {
 
     fn handle_exec(&mut self, msg: ExecMsg) {
         let ExecMsg { key, report } = msg;
+        if !self.detach_waiters.is_empty() {
+            // Detaching: the attempt stays open in the journal, for `resume` to interrupt.
+            if matches!(report, ExecReport::Finished(_)) {
+                self.handles.remove(&key);
+            }
+            return;
+        }
         match (key.purpose, report) {
             (Purpose::Task, ExecReport::Started { pid }) => {
                 let current = self
