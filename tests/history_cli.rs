@@ -560,3 +560,27 @@ fn retention_prunes_old_runs_with_their_logs() {
     assert!(runs.iter().all(|r| r["id"] != first.as_str()));
     assert!(!logs.join(&first).exists(), "its logs went with it");
 }
+
+#[test]
+fn backup_works_while_a_run_is_live_and_restore_waits_for_it() {
+    let env = Env::new();
+    let mut child = start_slow_run(&env);
+    let out = env.run(&["backup", "live.db"]);
+    let backed_up = out.status.success();
+    let restore = env.run(&["restore", "live.db"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(backed_up, "{}", text(&out.stderr));
+    assert_eq!(restore.status.code(), Some(1));
+    let err = text(&restore.stderr);
+    assert!(err.contains("is executing on this store"), "{err}");
+    // The copy holds the live run as it stood, resumable from the copy.
+    let copy = format!("sqlite://{}", env.dir.path().join("live.db").display());
+    let out = env.run(&["runs", "--json", "--store", &copy]);
+    let runs: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["counts"]["running"], 1);
+}
