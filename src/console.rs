@@ -8,10 +8,12 @@
 use tokio::sync::broadcast;
 
 use crate::engine::state::EngineState;
-use crate::engine::{EngineError, EngineHandle, Subscription};
+use crate::engine::{EngineError, EngineHandle, Recovered, Subscription};
 use crate::exec::{AttemptKey, Purpose};
-use crate::model::{Command, Event, LogLine, RunId, TaskIdx};
+use crate::history::{self, HistoryEntry, PastRun};
+use crate::model::{Command, Event, EventKind, LogLine, RunId, TaskIdx, now_millis};
 use crate::spec::Workflow;
+use crate::store::Journal;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +117,131 @@ impl Console {
         }
     }
 
+    /// Runs in the store, newest first (live ones included: the caller tells them apart).
+    pub async fn history(&self) -> Result<Vec<HistoryEntry>, ConsoleError> {
+        match self {
+            Console::Local(e) => {
+                let runs = journal(e)?.call(|b| b.runs()).await.map_err(store_err)?;
+                let now = now_millis();
+                Ok(runs.iter().map(|r| HistoryEntry::of(r, now)).collect())
+            }
+        }
+    }
+
+    /// A past run rebuilt from its journaled events, for reading only. The events are read on
+    /// the journal's thread and folded on a blocking thread, so neither the console nor the
+    /// engine waits on a big run.
+    pub async fn open_past(&self, run: &RunId) -> Result<PastRun, ConsoleError> {
+        match self {
+            Console::Local(e) => {
+                let id = run.clone();
+                let (stored, orphaned) = journal(e)?
+                    .call(move |b| {
+                        let now = now_millis();
+                        let orphaned = b
+                            .runs()?
+                            .iter()
+                            .any(|r| r.row.id == id && r.is_orphaned(now));
+                        Ok((b.run_events(&id)?, orphaned))
+                    })
+                    .await
+                    .map_err(store_err)?;
+                let id = run.clone();
+                tokio::task::spawn_blocking(move || {
+                    let events = stored.into_iter().map(|s| s.event.ok());
+                    history::fold_run(&id, events, orphaned)
+                })
+                .await
+                .map_err(|e| ConsoleError::Unavailable(e.to_string()))?
+                .ok_or_else(|| {
+                    ConsoleError::Refused(format!(
+                        "the journal of run {run} does not begin with its submission"
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Lines of a past run's log from line `since` on: a task attempt's (`task` is its index
+    /// and id) or the engine's (`None`). Read from the file the journal indexes, or where the
+    /// engine writes it when the run's process died before indexing it.
+    pub async fn past_log(
+        &self,
+        run: &RunId,
+        task: Option<(TaskIdx, String)>,
+        attempt: u32,
+        since: usize,
+    ) -> Result<Vec<LogLine>, ConsoleError> {
+        match self {
+            Console::Local(e) => {
+                let path = match &task {
+                    Some((idx, name)) => {
+                        let id = run.clone();
+                        let files = journal(e)?
+                            .call(move |b| b.log_files(&id))
+                            .await
+                            .map_err(store_err)?;
+                        match files
+                            .into_iter()
+                            .find(|f| &f.task == name && f.attempt == attempt)
+                        {
+                            Some(f) => std::path::PathBuf::from(f.path),
+                            None => e.logs().attempt_path_of(&AttemptKey {
+                                run: run.clone(),
+                                task: *idx,
+                                attempt,
+                                purpose: Purpose::Task,
+                            }),
+                        }
+                    }
+                    None => e.logs().engine_path_of(run),
+                };
+                let run = run.clone();
+                let idx = task.map(|t| t.0);
+                tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok(history::parse_log(&text, since, &run, idx, attempt)),
+                    // A task that printed nothing has no file.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(ConsoleError::Refused(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    ))),
+                })
+                .await
+                .map_err(|e| ConsoleError::Unavailable(e.to_string()))?
+            }
+        }
+    }
+
+    /// Takes over an interrupted run: it goes on in this console's engine. Returns what was
+    /// recovered and warnings (a damaged journal tail that was cut).
+    pub async fn resume(&self, run: &RunId) -> Result<(Recovered, Vec<String>), ConsoleError> {
+        match self {
+            Console::Local(e) => Ok(e.resume(run).await?),
+        }
+    }
+
+    /// Starts a new run of exactly the workflow version `run` used.
+    pub async fn rerun(&self, run: &RunId) -> Result<RunId, ConsoleError> {
+        match self {
+            Console::Local(e) => {
+                let id = run.clone();
+                let first = journal(e)?
+                    .call(move |b| b.submission(&id))
+                    .await
+                    .map_err(store_err)?;
+                match first.map(|ev| ev.kind) {
+                    Some(EventKind::RunSubmitted { workflow, source }) => {
+                        Ok(e.submit((*workflow).clone(), source).await?)
+                    }
+                    _ => Err(ConsoleError::Refused(format!(
+                        "the journal holds no submission for run {run}"
+                    ))),
+                }
+            }
+        }
+    }
+
     /// Stops the engine (local) or lets go of it (remote).
     pub async fn shutdown(&self) {
         match self {
@@ -123,6 +250,16 @@ impl Console {
             }
         }
     }
+}
+
+fn journal(e: &EngineHandle) -> Result<&Journal, ConsoleError> {
+    e.journal().ok_or_else(|| {
+        ConsoleError::Refused("no history: this console keeps no store (--store memory)".into())
+    })
+}
+
+fn store_err(e: crate::store::StoreError) -> ConsoleError {
+    ConsoleError::Unavailable(e.to_string())
 }
 
 pub enum EventFeed {

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod exec;
 pub mod expr;
 pub mod graph;
+pub mod history;
 pub mod logs;
 pub mod model;
 pub mod paths;

@@ -169,6 +169,17 @@ impl LogStore {
         }
     }
 
+    /// Where the attempt's log file is (or would be): a past run's logs are read from there when
+    /// the journal's index lacks them (an attempt the process died in).
+    pub fn attempt_path_of(&self, key: &AttemptKey) -> PathBuf {
+        self.attempt_path(key)
+    }
+
+    /// Where the engine's own log of `run` is written.
+    pub fn engine_path_of(&self, run: &RunId) -> PathBuf {
+        self.run_dir(run).join("engine.log")
+    }
+
     /// Drops everything held in memory for `run` (its files stay).
     pub fn forget_run(&self, run: &RunId) {
         let mut state = self.lock();
@@ -242,6 +253,11 @@ impl LogStore {
         };
         self.run_dir(&key.run).join(name)
     }
+}
+
+/// A timestamp as log files write it (RFC 3339, milliseconds, UTC).
+pub fn format_ts(ts: crate::model::Millis) -> String {
+    file::rfc3339(ts)
 }
 
 /// Where a run's log files live under the log directory `dir`.

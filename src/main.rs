@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Commands::Run(a) => cli::run::opens_console(&a.opts),
         Commands::Resume(a) => cli::run::opens_console(&a.opts),
         Commands::Rerun(a) => cli::run::opens_console(&a.opts),
+        Commands::Console(_) => std::io::IsTerminal::is_terminal(&std::io::stdout()),
         _ => false,
     };
     if !console {
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
     };
     if matches!(
         cli.command,
-        Commands::Run(_) | Commands::Resume(_) | Commands::Rerun(_)
+        Commands::Run(_) | Commands::Resume(_) | Commands::Rerun(_) | Commands::Console(_)
     ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Commands::Run(args) => cli::run::run(args, config),
+        Commands::Console(args) => cli::run::console_only(args, config),
         Commands::Resume(args) => cli::history::resume(args, config),
         Commands::Rerun(args) => cli::history::rerun(args, config),
         Commands::Runs(args) => cli::history::runs(args, &config),

@@ -12,7 +12,7 @@ use super::{
     BackupArgs, DiffArgs, ReportArgs, RerunArgs, RestoreArgs, ResumeArgs, RunsArgs, StoreArg,
 };
 use crate::config::Config;
-use crate::engine::state::{EngineState, Limits, Run};
+use crate::engine::state::Run;
 use crate::model::{EventKind, Millis, RunId, now_millis};
 use crate::report::Report;
 use crate::spec::Workflow;
@@ -124,7 +124,7 @@ pub fn runs(args: RunsArgs, config: &Config) -> color_eyre::Result<u8> {
                 name,
                 format!("v{}", r.version_no),
                 r.display_state(now),
-                local_datetime(row.submitted_at),
+                crate::history::local_datetime(row.submitted_at),
                 took,
                 counts(row.tasks, &row.counts),
             );
@@ -187,51 +187,14 @@ fn duration(ms: Millis) -> String {
     }
 }
 
-/// `YYYY-MM-DD HH:MM` in local time (UTC if it cannot be told).
-fn local_datetime(ts: Millis) -> String {
-    let secs = (ts / 1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into the `tm` we own; a zeroed tm is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
-        let (y, mo, d, h, mi, _) = crate::model::civil_from_unix(secs);
-        return format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}");
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min
-    )
-}
-
 // ----- report -----
 
 /// Folds a run's journaled events into its state, as any client would.
 fn fold(b: &mut dyn Backend, id: &RunId) -> Result<(Run, usize), Fail> {
-    let mut state = EngineState::new(
-        Limits {
-            max_parallel: u32::MAX,
-            pool: Default::default(),
-        },
-        [],
-    );
-    let mut damaged = 0;
-    for e in b.run_events(id)? {
-        match e.event {
-            Ok(ev) => state.apply(&ev),
-            Err(_) => {
-                damaged += 1;
-                break;
-            }
-        }
-    }
-    let run = state
-        .runs
-        .swap_remove(id)
+    let events = b.run_events(id)?.into_iter().map(|e| e.event.ok());
+    let past = crate::history::fold_run(id, events, false)
         .ok_or_else(|| Fail(1, format!("the journal holds no events for run {id}")))?;
-    Ok((run, damaged))
+    Ok((*past.run, past.damaged))
 }
 
 pub fn report(args: ReportArgs, config: &Config) -> color_eyre::Result<u8> {

@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Commands {
     /// Run workflows.
     Run(RunArgs),
+    /// Open the console with no new run: browse history, resume interrupted runs, :run FILE.
+    Console(ConsoleArgs),
     /// Resume an unfinished run after the process running it died.
     Resume(ResumeArgs),
     /// Start a new run of exactly the workflow version an earlier run used.
@@ -84,6 +86,16 @@ pub struct RunArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub opts: RunOptions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConsoleArgs {
+    /// Console colour theme: dark, light, high-contrast, ansi16, or a file in the config
+    /// dir's themes/ (default: the config file's [ui] theme, else dark).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use color_eyre::eyre::WrapErr;
 
-use super::{RunArgs, RunOptions, StoreArg};
+use super::{ConsoleArgs, RunArgs, RunOptions, StoreArg};
 use crate::config::Config;
 use crate::engine::state::{EngineState, Run};
 use crate::engine::{EngineHandle, EngineOptions};
@@ -39,6 +39,22 @@ pub fn run(args: RunArgs, config: Config) -> color_eyre::Result<u8> {
         }
     }
     execute(launches, args.opts, config)
+}
+
+/// `taskdeck console`: the console over an engine with no run of its own yet.
+pub fn console_only(args: ConsoleArgs, config: Config) -> color_eyre::Result<u8> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        eprintln!(
+            "taskdeck: the console needs a terminal; in scripts, `taskdeck runs` lists runs and `taskdeck resume RUN --headless` resumes one"
+        );
+        return Ok(2);
+    }
+    let opts = RunOptions {
+        theme: args.theme,
+        store: args.store,
+        ..RunOptions::default()
+    };
+    execute(Vec::new(), opts, config)
 }
 
 /// Runs an engine session (console or headless) that starts with `launches`.

@@ -15,10 +15,16 @@ use super::layout::{self, Areas};
 use super::palette::{self, PaletteCmd, TaskVerb};
 use super::theme::{self, Theme};
 use crate::console::LogNotice;
-use crate::engine::state::{EngineState, Limits, Run};
+use crate::engine::Recovered;
+use crate::engine::state::{AgentState, EngineState, Limits, Run};
+use crate::history::{HistoryEntry, PastRun};
 use crate::model::{
     Command, Event, EventKind, LogLine, Millis, RunId, RunState, TaskIdx, TaskState,
 };
+
+mod history;
+pub use history::cursor_row;
+use history::{on_history, on_past_opened, on_resumed};
 
 /// Log lines kept per view (the store keeps more on disk).
 const MAX_LOG_LINES: usize = 20_000;
@@ -42,6 +48,18 @@ pub enum Msg {
         result: Result<(), String>,
     },
     Submitted(Result<RunId, String>),
+    /// The store's runs (newest first), or why there are none.
+    History(Result<Vec<HistoryEntry>, String>),
+    /// A past run was read and folded (with its graph laid out), for reading only.
+    PastOpened {
+        id: RunId,
+        result: Result<(PastRun, Arc<DagLayout>), String>,
+    },
+    /// An interrupted run was taken over by this console's engine.
+    Resumed {
+        id: RunId,
+        result: Result<(Recovered, Vec<String>), String>,
+    },
     Tick(Millis),
     /// SIGTERM or SIGHUP: leave now.
     Terminate,
@@ -68,6 +86,14 @@ pub enum Effect {
         since: usize,
     },
     Submit(PathBuf),
+    /// Read the store's runs again.
+    LoadHistory,
+    /// Read and fold a past run.
+    OpenPast(RunId),
+    /// Take an interrupted run over.
+    Resume(RunId),
+    /// Start a new run of the workflow version a past run used.
+    Rerun(RunId),
 }
 
 /// Which log a view shows: a task attempt's, or the run's engine log (`task: None`).
@@ -160,6 +186,7 @@ pub struct Confirm {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OnYes {
     Command { cmd: Command, what: String },
+    Resume(RunId),
     Quit,
 }
 
@@ -167,6 +194,8 @@ pub enum OnYes {
 pub enum Level {
     Info,
     Success,
+    /// Needs attention, not a failure (interrupted runs): kept as long as an error.
+    Warning,
     Error,
 }
 
@@ -219,6 +248,20 @@ pub struct App {
     pub engine_gone: bool,
     /// Where `:run` completes file names.
     pub cwd: PathBuf,
+    /// Runs in the store that are not live here, newest first.
+    pub history: Vec<HistoryEntry>,
+    /// Why there is no history (no store), once asked.
+    pub history_off: Option<String>,
+    /// The runs list's cursor is on this history row (else on the live run `run_sel`).
+    pub hist_sel: Option<usize>,
+    /// The past run opened read-only (shown while the cursor is on its row).
+    pub past: Option<Box<Run>>,
+    /// A past run being read.
+    pub opening: Option<RunId>,
+    /// Runs being resumed, with their events that arrived before the engine's answer.
+    pub resuming: HashMap<RunId, Vec<Arc<Event>>>,
+    /// Whether the interrupted runs were announced (once, when the console opens).
+    history_noticed: bool,
 }
 
 impl App {
@@ -259,6 +302,13 @@ impl App {
             mouse: true,
             engine_gone: false,
             cwd: std::env::current_dir().unwrap_or_default(),
+            history: Vec::new(),
+            history_off: None,
+            hist_sel: None,
+            past: None,
+            opening: None,
+            resuming: HashMap::new(),
+            history_noticed: false,
         }
     }
 
@@ -272,8 +322,30 @@ impl App {
         self
     }
 
+    /// The run the panes show: the live run under the cursor, or the past one opened read-only.
     pub fn run(&self) -> Option<&Run> {
-        self.mirror.runs.get_index(self.run_sel).map(|(_, r)| r)
+        match self.hist_sel {
+            Some(i) => {
+                let id = &self.history.get(i)?.id;
+                self.past.as_deref().filter(|r| &r.id == id)
+            }
+            None => self.mirror.runs.get_index(self.run_sel).map(|(_, r)| r),
+        }
+    }
+
+    /// The history row under the cursor.
+    pub fn past_entry(&self) -> Option<&HistoryEntry> {
+        self.history.get(self.hist_sel?)
+    }
+
+    /// Whether the panes show a past run: operator keys are refused.
+    pub fn read_only(&self) -> bool {
+        self.hist_sel.is_some()
+    }
+
+    /// Interrupted runs in the history.
+    pub fn interrupted(&self) -> impl Iterator<Item = &HistoryEntry> {
+        self.history.iter().filter(|h| h.interrupted())
     }
 
     pub fn layout(&self) -> Option<&DagLayout> {
@@ -363,7 +435,7 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
             keep_selection_visible(app);
             true
         }
-        Msg::Engine(ev) => on_event(app, &ev),
+        Msg::Engine(ev) => on_event(app, ev),
         Msg::EngineGone => {
             app.engine_gone = true;
             app.say("the engine has stopped", Level::Error);
@@ -391,10 +463,13 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
             }
             true
         }
+        Msg::History(r) => on_history(app, r),
+        Msg::PastOpened { id, result } => on_past_opened(app, id, result),
+        Msg::Resumed { id, result } => on_resumed(app, id, result),
         Msg::Tick(now) => {
             app.now = now;
             if app.message.as_ref().is_some_and(|m| {
-                let keep = if m.level == Level::Error {
+                let keep = if matches!(m.level, Level::Error | Level::Warning) {
                     3 * MESSAGE_MS
                 } else {
                     MESSAGE_MS
@@ -414,8 +489,15 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
     redraw
 }
 
-fn on_event(app: &mut App, ev: &Event) -> bool {
-    app.mirror.apply(ev);
+fn on_event(app: &mut App, ev: Arc<Event>) -> bool {
+    if !app.mirror.runs.contains_key(&ev.run)
+        && let Some(held) = app.resuming.get_mut(&ev.run)
+    {
+        // A run being resumed: its state comes with the engine's answer, these go on top.
+        held.push(ev);
+        return false;
+    }
+    app.mirror.apply(&ev);
     app.now = app.now.max(ev.ts);
     match &ev.kind {
         EventKind::RunSubmitted { .. } => {
@@ -485,7 +567,8 @@ fn select_run(app: &mut App, i: usize) {
     if i >= app.mirror.runs.len() {
         return;
     }
-    if app.run_sel != i {
+    let from_history = app.hist_sel.take().is_some();
+    if app.run_sel != i || from_history {
         app.tree_open.clear();
         app.tree_level = None;
         app.detail_scroll = 0;
@@ -626,6 +709,7 @@ fn on_key(app: &mut App, k: KeyEvent) -> bool {
                             app.say(format!("{what}…"), Level::Info);
                             app.effects.push(Effect::Command { cmd, what });
                         }
+                        OnYes::Resume(id) => history::start_resume(app, id),
                         OnYes::Quit => app.quit = true,
                     }
                 }
@@ -747,8 +831,17 @@ fn palette_sources(app: &App) -> (Vec<String>, Vec<String>) {
 fn refresh_candidates(app: &App, p: &mut PaletteInput) {
     let (tasks, themes) = palette_sources(app);
     let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    let runs: Vec<&str> = app
+        .history
+        .iter()
+        .map(|h| h.id.as_str())
+        .chain(app.mirror.runs.keys().map(|r| r.as_str()))
+        .collect();
+    let resumable: Vec<&str> = app.interrupted().map(|h| h.id.as_str()).collect();
     let src = palette::Sources {
         tasks: &tasks,
+        runs: &runs,
+        resumable: &resumable,
         themes: &themes,
         cwd: &app.cwd,
     };
@@ -811,6 +904,34 @@ fn on_palette_key(app: &mut App, mut p: PaletteInput, k: KeyEvent) -> bool {
 fn run_palette(app: &mut App, cmd: PaletteCmd) {
     match cmd {
         PaletteCmd::Task { verb, task } => {
+            if matches!(verb, TaskVerb::Resume | TaskVerb::Rerun) {
+                // `:resume RUN` / `:rerun RUN` name a run; a task of the shown run wins.
+                let is_task = |app: &App, name: &str| {
+                    app.run().is_some_and(|r| r.index.by_id.contains_key(name))
+                };
+                let target = match &task {
+                    Some(arg) if !is_task(app, arg) => match history::find_run(app, arg) {
+                        Ok(found) => found,
+                        Err(e) => {
+                            app.say(e, Level::Error);
+                            return;
+                        }
+                    },
+                    None if app.read_only() => app.past_entry().map(|h| h.id.clone()),
+                    _ => None,
+                };
+                if let Some(id) = target {
+                    match verb {
+                        TaskVerb::Resume => history::ask_resume(app, Some(id)),
+                        _ => history::rerun(app, id),
+                    }
+                    return;
+                }
+            }
+            if app.read_only() {
+                history::refuse_read_only(app);
+                return;
+            }
             let Some(run) = app.run() else {
                 app.say("no run", Level::Error);
                 return;
@@ -879,6 +1000,10 @@ fn run_palette(app: &mut App, cmd: PaletteCmd) {
             send(app, cmd, format!("{what} {id}"));
         }
         PaletteCmd::PauseRun | PaletteCmd::ResumeRun | PaletteCmd::CancelRun => {
+            if app.read_only() {
+                history::refuse_read_only(app);
+                return;
+            }
             let Some(run) = app.run().map(|r| r.id.clone()) else {
                 app.say("no run", Level::Error);
                 return;
@@ -907,6 +1032,7 @@ fn run_palette(app: &mut App, cmd: PaletteCmd) {
             app.focus = Pane::Graph;
         }
         PaletteCmd::Help => app.overlay = Overlay::Help { scroll: 0 },
+        PaletteCmd::History => history::focus_history(app),
         PaletteCmd::Quit => {
             request_quit(app);
         }
@@ -953,6 +1079,7 @@ pub fn perform(app: &mut App, a: Action) -> bool {
             set_focus(app, order[j]);
         }
         Action::Open => match app.focus {
+            Pane::Runs if app.read_only() => history::open_past(app),
             Pane::Runs => set_focus(app, Pane::Graph),
             Pane::Graph if app.tree && app.tree_level.is_some() => tree_toggle(app),
             Pane::Graph => set_focus(app, Pane::Detail),
@@ -1048,11 +1175,17 @@ pub fn perform(app: &mut App, a: Action) -> bool {
                 text: String::new(),
             };
         }
+        Action::PauseResume | Action::Retry | Action::Rerun | Action::Approve | Action::Cancel
+            if app.read_only() =>
+        {
+            history::refuse_read_only(app)
+        }
         Action::PauseResume => pause_resume(app),
         Action::Retry => task_command(app, TaskVerb::Retry),
         Action::Rerun => task_command(app, TaskVerb::Rerun),
         Action::Approve => task_command(app, TaskVerb::Approve),
         Action::Cancel => cancel(app),
+        Action::ResumeRun => history::ask_resume(app, None),
         Action::Follow => {
             app.logs.follow = true;
         }
@@ -1198,10 +1331,10 @@ fn move_in_pane(app: &mut App, a: Action) {
     };
     match app.focus {
         Pane::Runs => {
-            let n = app.mirror.runs.len() as i64;
+            let n = (app.mirror.runs.len() + app.history.len()) as i64;
             if n > 0 {
-                let i = (app.run_sel as i64 + delta).clamp(0, n - 1);
-                select_run(app, i as usize);
+                let i = (cursor_row(app) as i64 + delta).clamp(0, n - 1);
+                history::select_row(app, i as usize);
             }
         }
         Pane::Graph => {
@@ -1515,11 +1648,8 @@ fn on_mouse(app: &mut App, m: MouseEvent) -> bool {
         MouseEventKind::Down(MouseButton::Left) => {
             set_focus(app, pane);
             if pane == Pane::Runs {
-                let r = areas.runs;
-                // Border and header rows come first.
-                let row = i64::from(m.row) - i64::from(r.y) - 2;
-                if row >= 0 {
-                    select_run(app, row as usize);
+                if let Some(i) = layout::runs_row_at(app, m.row) {
+                    history::select_row(app, i);
                 }
             } else if pane == Pane::Graph && !app.tree {
                 click_graph(app, m.column, m.row);

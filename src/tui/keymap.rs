@@ -71,6 +71,7 @@ pub enum Action {
     PauseResume,
     Retry,
     Rerun,
+    ResumeRun,
     Cancel,
     Approve,
     Follow,
@@ -120,6 +121,7 @@ const OPERATE: &[Pane] = &[
 const LOGS: &[Pane] = &[Pane::Logs];
 const OPENABLE: &[Pane] = &[Pane::Runs, Pane::Graph, Pane::Detail];
 const GRAPH: &[Pane] = &[Pane::Graph];
+const RUNS: &[Pane] = &[Pane::Runs];
 const FILTERABLE: &[Pane] = &[
     Pane::Runs,
     Pane::Graph,
@@ -175,7 +177,7 @@ pub const TABLE: &[Entry] = &[
         name: "open",
         keys: &["enter"],
         scope: Scope::In(OPENABLE),
-        help: "open: run -> its graph, task -> its details -> its log",
+        help: "open: run -> graph (past: read-only), task -> details -> log",
         hint: Some("open"),
     },
     Entry {
@@ -339,6 +341,14 @@ pub const TABLE: &[Entry] = &[
         hint: Some("rerun"),
     },
     Entry {
+        action: Action::ResumeRun,
+        name: "resume_run",
+        keys: &["R"],
+        scope: Scope::In(RUNS),
+        help: "resume an interrupted run in this console (asks first)",
+        hint: Some("resume"),
+    },
+    Entry {
         action: Action::Cancel,
         name: "cancel",
         keys: &["c"],
@@ -441,6 +451,7 @@ const HINT_ORDER: &[Action] = &[
     Action::Follow,
     Action::Search,
     Action::Open,
+    Action::ResumeRun,
     Action::PauseResume,
     Action::Retry,
     Action::Approve,

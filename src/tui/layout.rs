@@ -29,9 +29,10 @@ pub fn is_wide(size: (u16, u16)) -> bool {
 pub fn areas(size: (u16, u16), app: &App) -> Areas {
     let full = Rect::new(0, 0, size.0, size.1);
     let wide = is_wide(size);
-    let shown_runs = app.mirror.runs.len().clamp(1, if wide { 5 } else { 2 }) as u16;
+    let (live, hist) = runs_rows(size, app);
+    let lines = (section(live) + section(hist)).max(2);
     let [runs, body, status] = Layout::vertical([
-        Constraint::Length(shown_runs + 3),
+        Constraint::Length(lines + 2),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
@@ -71,6 +72,69 @@ pub fn areas(size: (u16, u16), app: &App) -> Areas {
             status,
         }
     }
+}
+
+/// A table's lines: its header and rows, nothing when it has no rows.
+fn section(rows: u16) -> u16 {
+    if rows == 0 { 0 } else { rows + 1 }
+}
+
+/// Rows shown in the runs pane: (live runs, past runs). The list grows while focused, to browse
+/// the history; otherwise the history keeps to a line or a few.
+pub fn runs_rows(size: (u16, u16), app: &App) -> (u16, u16) {
+    let wide = is_wide(size);
+    let live = app.mirror.runs.len().min(usize::from(u16::MAX)) as u16;
+    let hist = app.history.len().min(usize::from(u16::MAX)) as u16;
+    let budget = match (wide, app.focus == Pane::Runs) {
+        (false, false) => 4,
+        (false, true) => (size.1 / 2).max(4),
+        (true, false) => 8,
+        (true, true) => (size.1 * 2 / 5).max(8),
+    };
+    let live_shown = live.min(if wide { 5 } else { 2 });
+    if hist == 0 {
+        return (live.clamp(1, if wide { 5 } else { 2 }), 0);
+    }
+    let room = budget.saturating_sub(section(live_shown) + 1).max(1);
+    (live_shown, hist.min(room))
+}
+
+/// The runs pane's two tables inside its border: live runs on top, history below.
+pub fn runs_parts(size: (u16, u16), app: &App, runs: Rect) -> (Rect, Rect) {
+    let (live, _) = runs_rows(size, app);
+    let inner = inner(runs);
+    let live_h = if app.mirror.runs.is_empty() && !app.history.is_empty() {
+        0
+    } else {
+        section(live).max(2)
+    };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(live_h), Constraint::Min(0)]).areas(inner);
+    (top, bottom)
+}
+
+/// The first row a table of `height` lines (header included) shows with `selected` selected,
+/// as ratatui scrolls it.
+pub fn table_offset(selected: Option<usize>, height: u16) -> usize {
+    let rows = usize::from(height.saturating_sub(1)).max(1);
+    selected.map_or(0, |s| s.saturating_sub(rows - 1))
+}
+
+/// The runs list row (live runs, then history) drawn at screen line `y`, if any.
+pub fn runs_row_at(app: &App, y: u16) -> Option<usize> {
+    let areas = app.areas();
+    let (top, bottom) = runs_parts(app.size, app, areas.runs);
+    let live = app.mirror.runs.len();
+    let pick = |r: Rect, sel: Option<usize>, n: usize| {
+        if y <= r.y || y >= r.y + r.height {
+            return None;
+        }
+        let i = table_offset(sel, r.height) + usize::from(y - r.y - 1);
+        (i < n).then_some(i)
+    };
+    let live_sel = app.hist_sel.is_none().then_some(app.run_sel);
+    pick(top, live_sel, live)
+        .or_else(|| pick(bottom, app.hist_sel, app.history.len()).map(|i| live + i))
 }
 
 impl Areas {

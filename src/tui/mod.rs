@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::console::Console;
 use crate::model::{RunId, now_millis};
 use app::{App, Effect, Msg};
+use dag_layout::DagLayout;
 use keymap::Keymap;
 use pace::{BUDGET, FRAME, Pacer};
 use theme::Theme;
@@ -152,6 +153,8 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
     let mut unseen_input: Option<StdInstant> = None;
     let mut input_open = true;
     let mut next_tick = Instant::now() + TICK;
+    // The store's past runs, and a notice if some were interrupted.
+    app.effects.push(Effect::LoadHistory);
     run_effects(&mut app, &console, &opts, &tx);
     loop {
         if pacer.due(StdInstant::now()) {
@@ -314,6 +317,29 @@ fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::Unbo
                     let _ = tx.send(Msg::CommandDone { what, result });
                 });
             }
+            Effect::FetchLog { key, since } if !app.mirror.runs.contains_key(&key.run) => {
+                // A past run's log: from its file, as the journal indexes it.
+                let task = key.task.and_then(|t| {
+                    let run = app.past.as_ref().filter(|r| r.id == key.run)?;
+                    Some((t, run.task_id(t).to_string()))
+                });
+                if key.task.is_some() && task.is_none() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let lines = match console.past_log(&key.run, task, key.attempt, since).await {
+                        Ok(lines) => lines,
+                        Err(e) => {
+                            let _ = tx.send(Msg::CommandDone {
+                                what: "read the log".into(),
+                                result: Err(e.to_string()),
+                            });
+                            Vec::new()
+                        }
+                    };
+                    let _ = tx.send(Msg::LogLines { key, since, lines });
+                });
+            }
             Effect::FetchLog { key, since } => {
                 tokio::spawn(async move {
                     let lines = match key.task {
@@ -322,6 +348,43 @@ fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::Unbo
                     }
                     .unwrap_or_default();
                     let _ = tx.send(Msg::LogLines { key, since, lines });
+                });
+            }
+            Effect::LoadHistory => {
+                tokio::spawn(async move {
+                    let r = console.history().await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::History(r));
+                });
+            }
+            Effect::OpenPast(id) => {
+                tokio::spawn(async move {
+                    let result = match console.open_past(&id).await {
+                        Ok(past) => {
+                            // Laying out a big graph takes a while: not on the loop either.
+                            let wf = past.run.workflow.clone();
+                            tokio::task::spawn_blocking(move || Arc::new(DagLayout::new(&wf)))
+                                .await
+                                .map(|layout| (past, layout))
+                                .map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send(Msg::PastOpened { id, result });
+                });
+            }
+            Effect::Resume(id) => {
+                tokio::spawn(async move {
+                    let result = console.resume(&id).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Resumed { id, result });
+                    // The history changed: that run is live now.
+                    let r = console.history().await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::History(r));
+                });
+            }
+            Effect::Rerun(id) => {
+                tokio::spawn(async move {
+                    let result = console.rerun(&id).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Submitted(result));
                 });
             }
             Effect::Submit(path) => {

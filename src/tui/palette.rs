@@ -17,6 +17,8 @@ pub enum PaletteCmd {
     Run(PathBuf),
     Filter(String),
     View(bool),
+    /// Focus the history of past runs.
+    History,
     Help,
     Quit,
 }
@@ -37,12 +39,16 @@ pub const COMMANDS: &[(&str, Arg, &str)] = &[
     (
         "rerun",
         Arg::Task,
-        "re-run from a task (it and everything downstream)",
+        "re-run from a task (and downstream), or a past RUN again",
     ),
     ("approve", Arg::Task, "approve a task waiting for approval"),
     ("cancel", Arg::Task, "cancel a task"),
     ("pause", Arg::Task, "pause a task"),
-    ("resume", Arg::Task, "resume a paused task"),
+    (
+        "resume",
+        Arg::Task,
+        "resume a paused task, or take over an interrupted RUN",
+    ),
     ("pause-run", Arg::None, "pause the selected run"),
     ("resume-run", Arg::None, "resume the selected run"),
     ("cancel-run", Arg::None, "cancel the selected run"),
@@ -55,6 +61,11 @@ pub const COMMANDS: &[(&str, Arg, &str)] = &[
     ),
     ("tree", Arg::None, "show the task tree"),
     ("graph", Arg::None, "show the task graph"),
+    (
+        "history",
+        Arg::None,
+        "browse past runs (Enter opens one read-only)",
+    ),
     ("help", Arg::None, "show the keys"),
     ("quit", Arg::None, "quit"),
 ];
@@ -103,6 +114,7 @@ pub fn parse(line: &str) -> Result<PaletteCmd, String> {
         "filter" => Ok(PaletteCmd::Filter(rest.to_string())),
         "tree" => Ok(PaletteCmd::View(true)),
         "graph" => Ok(PaletteCmd::View(false)),
+        "history" => Ok(PaletteCmd::History),
         "help" => Ok(PaletteCmd::Help),
         "quit" | "q" => Ok(PaletteCmd::Quit),
         other => {
@@ -127,6 +139,10 @@ pub fn parse(line: &str) -> Result<PaletteCmd, String> {
 /// What completion may offer.
 pub struct Sources<'a> {
     pub tasks: &'a [&'a str],
+    /// Run ids `:rerun` takes (past and live runs).
+    pub runs: &'a [&'a str],
+    /// Run ids `:resume` takes (interrupted runs).
+    pub resumable: &'a [&'a str],
     pub themes: &'a [String],
     /// Directory file names are completed against.
     pub cwd: &'a Path,
@@ -177,6 +193,23 @@ pub fn complete(line: &str, src: &Sources<'_>, limit: usize) -> Vec<String> {
                         .take(limit - out.len()),
                 );
             }
+            let runs = match name {
+                "rerun" => src.runs,
+                "resume" => src.resumable,
+                _ => &[],
+            };
+            let runs: Vec<String> = runs
+                .iter()
+                .filter(|r| r.starts_with(rest))
+                .map(|r| format!("{name} {r}"))
+                .collect();
+            // Interrupted runs are few and the reason to type `:resume` in a fresh console.
+            if name == "resume" {
+                out.splice(0..0, runs);
+            } else {
+                out.extend(runs);
+            }
+            out.truncate(limit);
             out
         }
         Arg::Theme => src
@@ -233,6 +266,8 @@ mod tests {
     fn src<'a>(tasks: &'a [&'a str], themes: &'a [String]) -> Sources<'a> {
         Sources {
             tasks,
+            runs: &["20261123-140000-beef", "20261124-090000-cafe"],
+            resumable: &["20261124-090000-cafe"],
             themes,
             cwd: Path::new(env!("CARGO_MANIFEST_DIR")),
         }
@@ -284,5 +319,25 @@ mod tests {
             vec!["run assets/examples/demo.toml"]
         );
         assert!(complete("graph x", &s, 5).is_empty());
+    }
+
+    #[test]
+    fn resume_offers_interrupted_runs_first_and_rerun_every_run() {
+        let themes = vec![];
+        let s = src(&["build", "deploy"], &themes);
+        assert_eq!(
+            complete("resume ", &s, 3),
+            vec![
+                "resume 20261124-090000-cafe",
+                "resume build",
+                "resume deploy"
+            ]
+        );
+        assert_eq!(
+            complete("rerun 2026", &s, 5),
+            vec!["rerun 20261123-140000-beef", "rerun 20261124-090000-cafe"]
+        );
+        assert!(complete("retry 2026", &s, 5).is_empty());
+        assert_eq!(parse("history").unwrap(), PaletteCmd::History);
     }
 }

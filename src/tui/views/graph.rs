@@ -43,14 +43,35 @@ const HL: u16 = 2;
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let (Some(run), Some(layout)) = (app.run(), app.layout()) else {
         let block = pane_block(app, Pane::Graph, vec![title_span(app, "Graph")]);
+        let text = match app.past_entry() {
+            Some(h) if app.opening.as_ref() == Some(&h.id) => {
+                format!("reading run {} from the journal…", h.id)
+            }
+            Some(h) => format!(
+                "run {} ({}) is history: Enter in the runs list opens it read-only",
+                h.id, h.workflow
+            ),
+            None if app.mirror.runs.is_empty() => {
+                "no run open — :run FILE starts one, :history browses past runs".into()
+            }
+            None => "waiting for a run…".into(),
+        };
         f.render_widget(
-            Paragraph::new(dim_span(app, "waiting for a run…")).block(block),
+            Paragraph::new(dim_span(app, text))
+                .wrap(ratatui::widgets::Wrap { trim: true })
+                .block(block),
             area,
         );
         return;
     };
     let sel = app.selected_task();
     let mut title = vec![title_span(app, "Graph")];
+    if app.read_only() {
+        title.push(Span::styled(
+            " · read-only",
+            Style::default().fg(app.theme.warning),
+        ));
+    }
     if let Some(t) = sel {
         let (c, _) = layout.pos[t as usize];
         title.push(dim_span(

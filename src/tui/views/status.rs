@@ -21,6 +21,15 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             .bg(if app.engine_gone { t.error } else { t.info })
             .add_modifier(Modifier::BOLD),
     )];
+    if app.read_only() {
+        spans.push(Span::styled(
+            " HISTORY ",
+            Style::default()
+                .fg(t.selection_fg)
+                .bg(t.warning)
+                .add_modifier(Modifier::BOLD),
+        ));
+    }
     if let Overlay::Prompt { kind, text } = &app.overlay {
         let label = match kind {
             PromptKind::Filter => " filter (name or state): ",
@@ -71,6 +80,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             let colour = match m.level {
                 Level::Info => t.status_fg,
                 Level::Success => t.succeeded,
+                Level::Warning => t.warning,
                 Level::Error => t.error,
             };
             // The message matters most: the counts give way to it, then it is cut at a word.
