@@ -3,9 +3,12 @@
 
 mod common;
 
-use common::tui::{Feed, demo};
-use taskdeck::model::{Command, EventKind, RunState};
-use taskdeck::tui::app::{Effect, Msg, OnYes, Overlay, update};
+use std::sync::Arc;
+
+use common::tui::{Feed, T0, demo, past_entry, past_failed_run, sample_history};
+use taskdeck::engine::Recovered;
+use taskdeck::model::{Command, Event, EventKind, RunId, RunState, TaskState};
+use taskdeck::tui::app::{Effect, Level, Msg, OnYes, Overlay, update};
 use taskdeck::tui::dag_layout::Zoom;
 use taskdeck::tui::keymap::Pane;
 
@@ -589,4 +592,241 @@ fn status_hints_are_the_focused_panes_and_fit_80_columns() {
     );
     assert!(!logs.contains("zoom") && !logs.contains("tree"), "{logs}");
     assert!(logs.trim_end().ends_with("? help"), "{logs}");
+}
+
+// ---- history ----------------------------------------------------------------------------------
+
+fn message(f: &Feed) -> String {
+    f.app
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn past_runs_list_below_the_live_one_and_open_read_only() {
+    let mut f = Feed::running();
+    // The store lists the live run too: it stays in the live list only.
+    let mut rows = vec![past_entry(
+        f.run.as_str(),
+        "demo",
+        "running",
+        &[("running", 3)],
+    )];
+    rows.extend(sample_history());
+    update(&mut f.app, Msg::History(Ok(rows)));
+    assert_eq!(f.app.history.len(), 3);
+    // Interrupted runs are named, with what resumes them.
+    let m = message(&f);
+    assert!(
+        m.contains("20261123-130500-d00d") && m.contains(":resume"),
+        "{m}"
+    );
+
+    f.keys(&["esc", "j", "j"]);
+    assert_eq!(f.app.focus, Pane::Runs);
+    assert_eq!(f.app.hist_sel, Some(1));
+    assert!(f.app.read_only());
+    assert!(f.app.run().is_none(), "not read until opened");
+    f.app.effects.clear();
+    f.key("enter");
+    let id = RunId::from("20261123-130000-f00d");
+    assert_eq!(f.app.effects, vec![Effect::OpenPast(id.clone())]);
+    f.app.effects.clear();
+
+    update(
+        &mut f.app,
+        Msg::PastOpened {
+            id: id.clone(),
+            result: Ok(past_failed_run(id.as_str())),
+        },
+    );
+    assert_eq!(f.app.focus, Pane::Graph);
+    let run = f.app.run().expect("the past run is shown");
+    assert_eq!(run.id, id);
+    assert_eq!(run.state, RunState::Failed);
+    // It opens on what went wrong, and that task's log is read from the past run.
+    let t = f.app.selected_task().unwrap();
+    assert_eq!(run.task_id(t), "staging-db");
+    assert!(f.app.effects.iter().any(|e| matches!(
+        e,
+        Effect::FetchLog { key, since: 0 } if key.run == id && key.task == Some(t)
+    )));
+
+    // Operator keys are refused, politely, with what to do instead.
+    f.app.effects.clear();
+    for k in ["r", "R", "c", "p", "a"] {
+        f.key(k);
+        assert_eq!(f.app.overlay, Overlay::None, "{k} opened a dialog");
+        assert!(commands(&mut f).is_empty(), "{k} sent a command");
+        let m = message(&f);
+        assert!(m.contains("read-only") && m.contains(":rerun"), "{k}: {m}");
+    }
+    f.palette("retry staging-db");
+    assert!(commands(&mut f).is_empty());
+    // `:rerun` on a past run starts its workflow again.
+    f.palette("rerun");
+    assert_eq!(f.app.effects, vec![Effect::Rerun(id.clone())]);
+
+    // Back on the live run, the panes show it again.
+    f.keys(&["esc", "g"]);
+    assert!(!f.app.read_only());
+    assert_eq!(f.app.run().unwrap().id, f.run);
+    // And the past one comes back at once, without reading it again.
+    f.app.effects.clear();
+    f.keys(&["j", "j"]);
+    assert_eq!(f.app.run().unwrap().id, id);
+    f.key("enter");
+    assert!(
+        !f.app
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::OpenPast(_)))
+    );
+    assert_eq!(f.app.focus, Pane::Graph);
+}
+
+#[test]
+fn an_interrupted_run_is_offered_on_start_and_r_resumes_it_after_a_confirm() {
+    let mut f = Feed::empty();
+    update(&mut f.app, Msg::History(Ok(sample_history())));
+    let id = RunId::from("20261123-130500-d00d");
+    // Nothing live: the cursor waits on the interrupted run, one key from resuming it.
+    assert_eq!(f.app.focus, Pane::Runs);
+    assert_eq!(f.app.past_entry().map(|h| h.id.clone()), Some(id.clone()));
+    let m = message(&f);
+    assert!(
+        m.starts_with("R resumes interrupted run 20261123-130500-d00d"),
+        "{m}"
+    );
+    assert_eq!(f.app.message.as_ref().unwrap().level, Level::Warning);
+
+    f.key("R");
+    let Overlay::Confirm(c) = &f.app.overlay else {
+        panic!("no confirm: {:?}", f.app.overlay)
+    };
+    assert!(
+        c.question.contains("3 of 8 tasks had finished"),
+        "{}",
+        c.question
+    );
+    assert_eq!(c.on_yes, OnYes::Resume(id.clone()));
+    f.key("y");
+    assert!(f.app.effects.contains(&Effect::Resume(id.clone())));
+
+    // The engine's copy of the run at seq 40; events of the run before the answer are held,
+    // and only those after seq 40 apply.
+    let live = Feed::running();
+    let mut state = live.app.mirror.runs[&live.run].clone();
+    state.id = id.clone();
+    let event = |seq, kind| {
+        Arc::new(Event {
+            seq,
+            ts: T0 + seq,
+            run: id.clone(),
+            kind,
+        })
+    };
+    update(&mut f.app, Msg::Engine(event(39, EventKind::RunPaused)));
+    update(
+        &mut f.app,
+        Msg::Engine(event(
+            41,
+            EventKind::TaskSucceeded {
+                task: 2,
+                attempt: 1,
+                exit_code: Some(0),
+                outputs: Default::default(),
+            },
+        )),
+    );
+    assert!(f.app.mirror.runs.is_empty());
+    let recovered = Recovered {
+        run: id.clone(),
+        interrupted: vec!["build#1".into()],
+        finished: 3,
+        tasks: 11,
+        state: Box::new(state),
+        at_seq: 40,
+    };
+    update(
+        &mut f.app,
+        Msg::Resumed {
+            id: id.clone(),
+            result: Ok((recovered, Vec::new())),
+        },
+    );
+    let run = f.app.run().expect("the resumed run is live and shown");
+    assert_eq!(run.id, id);
+    assert!(!f.app.read_only());
+    assert_eq!(run.state, RunState::Running, "the older event stayed out");
+    assert_eq!(
+        run.tasks[2].state,
+        TaskState::Succeeded,
+        "the newer one applied"
+    );
+    assert!(f.app.history.iter().all(|h| h.id != id));
+    assert!(f.app.own_runs.contains(&id));
+    assert!(message(&f).contains("resumed run 20261123-130500-d00d"));
+    // Operator keys work on it again.
+    f.app.effects.clear();
+    f.keys(&["p"]);
+    assert_eq!(commands(&mut f), vec![Command::PauseRun { run: id }]);
+}
+
+#[test]
+fn resume_and_rerun_take_run_ids_in_the_palette() {
+    let mut f = Feed::failed();
+    update(&mut f.app, Msg::History(Ok(sample_history())));
+    // A unique prefix of an interrupted run asks to resume it.
+    f.palette("resume 20261123-1305");
+    let Overlay::Confirm(c) = &f.app.overlay else {
+        panic!("no confirm")
+    };
+    assert_eq!(c.on_yes, OnYes::Resume(RunId::from("20261123-130500-d00d")));
+    f.key("n");
+    assert!(!f.app.effects.iter().any(|e| matches!(e, Effect::Resume(_))));
+    // A finished run cannot be resumed: the message says what can be done.
+    f.palette("resume 20261122-090000-abcd");
+    assert_eq!(f.app.overlay, Overlay::None);
+    assert!(message(&f).contains(":rerun"), "{}", message(&f));
+    // A prefix matching several runs asks for more.
+    f.palette("rerun 20261123-130");
+    assert!(message(&f).contains("matches 2 runs"), "{}", message(&f));
+    f.app.effects.clear();
+    f.palette("rerun 20261122-090000-abcd");
+    assert_eq!(
+        f.app.effects,
+        vec![Effect::Rerun(RunId::from("20261122-090000-abcd"))]
+    );
+    // A task name still means the task.
+    f.app.effects.clear();
+    f.palette("rerun staging-db");
+    assert!(matches!(
+        commands(&mut f).as_slice(),
+        [Command::RerunFrom { .. }]
+    ));
+    // `:history` puts the cursor on the newest past run and reads the store again.
+    f.app.effects.clear();
+    f.palette("history");
+    assert_eq!(f.app.focus, Pane::Runs);
+    assert_eq!(f.app.hist_sel, Some(0));
+    assert!(f.app.effects.contains(&Effect::LoadHistory));
+}
+
+#[test]
+fn without_a_store_history_says_why() {
+    let mut f = Feed::running();
+    update(
+        &mut f.app,
+        Msg::History(Err(
+            "no history: this console keeps no store (--store memory)".into(),
+        )),
+    );
+    assert!(f.app.history.is_empty());
+    f.palette("history");
+    assert!(message(&f).contains("--store memory"), "{}", message(&f));
+    f.keys(&["esc", "R"]);
+    assert_eq!(f.app.overlay, Overlay::None);
 }

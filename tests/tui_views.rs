@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::tui::{Feed, demo};
-use taskdeck::model::EventKind;
+use common::tui::{Feed, T0, demo, past_failed_run, sample_history};
+use taskdeck::model::{EventKind, LogLine, LogStream, RunId};
 use taskdeck::tui::app::{App, Msg, update};
 use taskdeck::tui::dag_layout::Zoom;
 use taskdeck::tui::keymap::Keymap;
@@ -336,4 +336,88 @@ fn status_line_gives_the_message_room_and_cuts_it_at_a_word() {
     );
     let long = line(&f);
     assert!(long.trim_end().ends_with("far past…"), "{long}");
+}
+
+// ---- history ----------------------------------------------------------------------------------
+
+/// The console with no run of its own, the store's history loaded (an interrupted run first).
+fn console_with_history() -> Feed {
+    let mut f = Feed::empty();
+    update(&mut f.app, Msg::History(Ok(sample_history())));
+    f.app.now = T0;
+    f
+}
+
+/// The failed demo run opened read-only from the history, its failed task's log read back.
+fn past_run_open(w: u16, h: u16) -> Feed {
+    let mut f = Feed::running();
+    update(&mut f.app, Msg::History(Ok(sample_history())));
+    f.resize(w, h);
+    f.keys(&["esc", "j", "j", "enter"]);
+    let id = RunId::from("20261123-130000-f00d");
+    update(
+        &mut f.app,
+        Msg::PastOpened {
+            id: id.clone(),
+            result: Ok(past_failed_run(id.as_str())),
+        },
+    );
+    let key = f.app.logs.key.clone().expect("a log is wanted");
+    let lines = [
+        "waiting for postgres on :5432",
+        "database container not ready",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, l)| LogLine {
+        run: id.clone(),
+        task: key.task,
+        attempt: key.attempt,
+        ts: T0 + i as u64,
+        stream: if i == 1 {
+            LogStream::Stderr
+        } else {
+            LogStream::Stdout
+        },
+        line: l.to_string(),
+    })
+    .collect();
+    update(
+        &mut f.app,
+        Msg::LogLines {
+            key,
+            since: 0,
+            lines,
+        },
+    );
+    f
+}
+
+#[test]
+fn history_80x24_offers_the_interrupted_run() {
+    let mut f = console_with_history();
+    insta::assert_snapshot!(screen(&mut f, 80, 24));
+}
+
+#[test]
+fn history_200x60_below_a_live_run() {
+    let mut f = Feed::running();
+    update(&mut f.app, Msg::History(Ok(sample_history())));
+    f.resize(200, 60);
+    f.keys(&["esc", "j"]);
+    insta::assert_snapshot!(screen(&mut f, 200, 60));
+}
+
+#[test]
+fn past_run_read_only_80x24() {
+    let mut f = past_run_open(80, 24);
+    f.keys(&["tab", "tab"]);
+    insta::assert_snapshot!(screen(&mut f, 80, 24));
+}
+
+#[test]
+fn past_run_read_only_200x60_refuses_operator_keys() {
+    let mut f = past_run_open(200, 60);
+    f.key("r");
+    insta::assert_snapshot!(screen(&mut f, 200, 60));
 }

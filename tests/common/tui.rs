@@ -6,9 +6,11 @@ use std::sync::Arc;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use taskdeck::engine::state::{EngineState, Limits};
+use taskdeck::history::{HistoryEntry, PastRun};
 use taskdeck::model::{AttemptOutcome, Event, EventKind, LogLine, LogStream, RunId, RunState};
 use taskdeck::spec::{AgentSpec, CheckKind, CheckSpec, GateLevel, GateSpec, OnFail, Workflow};
 use taskdeck::tui::app::{App, LogKey, Msg, update};
+use taskdeck::tui::dag_layout::DagLayout;
 use taskdeck::tui::keymap::Keymap;
 use taskdeck::tui::theme::Theme;
 use taskdeck::tui::views::view;
@@ -92,6 +94,31 @@ impl Feed {
             source: None,
         });
         f
+    }
+
+    /// A console with no run of its own (`taskdeck console`).
+    pub fn empty() -> Feed {
+        let mut f = Feed::new(demo());
+        let snapshot = EngineState::new(
+            Limits {
+                max_parallel: 16,
+                pool: Default::default(),
+            },
+            [("local".to_string(), AgentSpec::default_local(4))],
+        );
+        let size = f.app.size;
+        f.app = App::new("local", Theme::default(), Keymap::default()).with_snapshot(snapshot);
+        f.app.size = size;
+        f
+    }
+
+    /// Types a line into the command palette and runs it.
+    pub fn palette(&mut self, line: &str) {
+        self.key(":");
+        for c in line.chars() {
+            self.key(&c.to_string());
+        }
+        self.key("enter");
     }
 
     pub fn emit(&mut self, kind: EventKind) {
@@ -284,4 +311,60 @@ impl Feed {
             .map(|t| run.task_id(t).to_string())
             .unwrap_or_default()
     }
+}
+
+/// A row of the store's history, as `Console::history` gives it.
+pub fn past_entry(id: &str, workflow: &str, state: &str, counts: &[(&str, u32)]) -> HistoryEntry {
+    let tasks = counts.iter().map(|(_, n)| n).sum();
+    let finished = (state != "interrupted").then_some(T0 - 3_600_000 + 83_000);
+    HistoryEntry {
+        id: RunId::from(id),
+        workflow: workflow.into(),
+        version_no: 1,
+        state: state.into(),
+        submitted_at: T0 - 3_600_000,
+        finished_at: finished,
+        tasks,
+        counts: counts.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+    }
+}
+
+/// The failed demo run under another id, as `Console::open_past` reads it back, with its layout.
+pub fn past_failed_run(id: &str) -> (PastRun, Arc<DagLayout>) {
+    let f = Feed::failed();
+    let mut run = f.app.mirror.runs[&f.run].clone();
+    run.id = RunId::from(id);
+    let layout = Arc::new(DagLayout::new(&run.workflow));
+    (
+        PastRun {
+            run: Box::new(run),
+            damaged: 0,
+        },
+        layout,
+    )
+}
+
+/// The history the failed-demo past run belongs to: an interrupted run, the failed one, an old
+/// success.
+pub fn sample_history() -> Vec<HistoryEntry> {
+    vec![
+        past_entry(
+            "20261123-130500-d00d",
+            "nightly",
+            "interrupted",
+            &[("succeeded", 3), ("running", 1), ("pending", 4)],
+        ),
+        past_entry(
+            "20261123-130000-f00d",
+            "demo",
+            "failed",
+            &[("succeeded", 7), ("failed", 1), ("blocked", 3)],
+        ),
+        past_entry(
+            "20261122-090000-abcd",
+            "demo",
+            "succeeded",
+            &[("succeeded", 11)],
+        ),
+    ]
 }

@@ -53,17 +53,15 @@ fn announce_interrupted(app: &mut App) {
     let Some(&(first, newest)) = found.first() else {
         return;
     };
-    // With nothing live the cursor goes to the run, so its key is enough.
-    let key = if app.mirror.runs.is_empty() {
+    // With nothing live the cursor goes to the run, so its key is enough. The key comes first:
+    // a narrow status line cuts the end.
+    let how = if app.mirror.runs.is_empty() {
         format!("{} resumes", app.keymap.key_of(Action::ResumeRun))
     } else {
         ":resume RUN resumes".into()
     };
     let text = match found.as_slice() {
-        [_] => format!(
-            "run {} ({}) was interrupted: its process died · {key} it",
-            newest.id, newest.workflow
-        ),
+        [_] => format!("{how} interrupted run {} ({})", newest.id, newest.workflow),
         many => {
             let names: Vec<String> = many
                 .iter()
@@ -72,7 +70,7 @@ fn announce_interrupted(app: &mut App) {
                 .collect();
             let more = if many.len() > 3 { ", …" } else { "" };
             format!(
-                "{} interrupted runs: {}{more} · {key} one",
+                "{how} one of {} interrupted runs: {}{more}",
                 many.len(),
                 names.join(", ")
             )
@@ -164,7 +162,7 @@ pub(super) fn on_past_opened(
     if app.past_entry().is_some_and(|h| h.id == id) {
         set_focus(app, Pane::Graph);
         keep_selection_visible(app);
-        let mut text = format!("run {id} is history, read-only · {}", next_step(app));
+        let mut text = format!("opened read-only: {}", next_step(app));
         if past.damaged > 0 {
             text.push_str(&format!(
                 " · the journal's last {} events could not be read",
@@ -183,17 +181,17 @@ fn next_step(app: &App) -> String {
             "{} in the runs list resumes it",
             app.keymap.key_of(Action::ResumeRun)
         ),
-        Some(h) => format!(":rerun {} starts it again", h.id),
+        Some(_) => ":rerun starts it again".into(),
         None => String::new(),
     }
 }
 
 /// Operator keys on a past run: say why not and what instead.
 pub(super) fn refuse_read_only(app: &mut App) {
-    let Some(id) = app.past_entry().map(|h| h.id.clone()) else {
+    if app.past_entry().is_none() {
         return;
-    };
-    let text = format!("run {id} is history, read-only · {}", next_step(app));
+    }
+    let text = format!("this run is history, read-only: {}", next_step(app));
     app.say(text, Level::Info);
 }
 

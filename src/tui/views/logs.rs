@@ -43,12 +43,16 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect, tabs: Option<Vec<Span<'static>
     let block = pane_block(app, Pane::Logs, title);
     let inner = block.inner(area);
     if logs.key.is_none() || logs.lines.is_empty() {
-        let why = if logs.key.is_none() {
+        let why = if app.run().is_none() {
+            "no run open"
+        } else if logs.key.is_none() {
             if logs.engine {
                 "no run"
             } else {
                 "no attempt yet for this task"
             }
+        } else if app.read_only() {
+            "no output was kept for this attempt"
         } else {
             "no output yet"
         };

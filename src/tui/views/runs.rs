@@ -183,7 +183,15 @@ fn past(app: &App, f: &mut Frame, area: Rect) {
         cells.extend([Cell::from(started), Cell::from(c.took), Cell::from(c.tasks)]);
         Row::new(cells)
     });
-    let mut widths = vec![Constraint::Length(13), Constraint::Min(8)];
+    // The workflow column as wide as its names need; the counts take the rest.
+    let name_w = app
+        .history
+        .iter()
+        .map(|h| h.workflow.chars().count() + 4)
+        .max()
+        .unwrap_or(8)
+        .clamp(8, 28) as u16;
+    let mut widths = vec![Constraint::Length(13), Constraint::Length(name_w)];
     let mut header = vec!["HISTORY", "WORKFLOW"];
     if wide {
         widths.push(Constraint::Length(21));
