@@ -194,3 +194,109 @@ fn narrow_terminal_shows_every_pane_name_and_quits_cleanly() {
     let s = t.wait_for("exit", 20, |s| s.contains("EXIT="));
     assert!(s.contains("EXIT=1"), "a failed run exits 1: {s}");
 }
+
+/// Polls until `path` exists; panics after `secs`.
+fn wait_for_file(path: &Path, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_run_is_offered_in_the_console_and_resumed_with_r() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let d = dir.path().display();
+    // `hold` waits for a file the test creates, so the kill lands mid-run without timing.
+    std::fs::write(
+        dir.path().join("quick.toml"),
+        "name = \"quick\"\n[tasks.hello]\nrun = \"echo hello from quick\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("held.toml"),
+        format!(
+            r#"name = "held"
+[tasks.prepare]
+run = "echo preparing"
+[tasks.hold]
+needs = ["prepare"]
+run = 'sh -c "touch {d}/started.$TASKDECK_ATTEMPT; while [ ! -f {d}/go ]; do sleep 0.05; done; echo released"'
+[tasks.finish]
+needs = ["hold"]
+run = "echo all done"
+"#
+        ),
+    )
+    .unwrap();
+    let run = |file: &str| {
+        let mut c = Command::new(bin);
+        c.args(["run", file, "--headless", "-q"])
+            .current_dir(dir.path())
+            .env("TASKDECK_HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    assert!(run("quick.toml").status().unwrap().success());
+    let mut child = run("held.toml").spawn().unwrap();
+    wait_for_file(&dir.path().join("started.1"), 30);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let cmd = format!(
+        "cd {d} && TASKDECK_HOME={} {bin} console; echo EXIT=$?; sleep 60",
+        home.path().display()
+    );
+    let t = Tmux::start("resume", &cmd, 120, 40);
+    // The notice names the interrupted run; the cursor waits on it.
+    let s = t.wait_for("the interrupted run", 30, |s| {
+        s.contains("R resumes interrupted run") && s.contains("(held)")
+    });
+    assert!(
+        s.contains("⚠ interrupted") && s.contains("✓ succeeded"),
+        "{s}"
+    );
+    assert!(s.contains("Runs (0) · history 2 · 1 interrupted"), "{s}");
+
+    // The finished run opens read-only, with its task's log read back from the file.
+    t.keys(&["j", "Enter"]);
+    let s = t.wait_for("the past run", 30, |s| {
+        s.contains("read-only") && s.contains("hello from quick")
+    });
+    assert!(s.contains("✓ hello"), "{s}");
+    t.keys(&["r"]);
+    t.wait_for("the refusal", 10, |s| {
+        s.contains("this run is history, read-only")
+    });
+
+    // Back to the interrupted run: R asks, y resumes it here.
+    t.keys(&["Escape", "k", "R"]);
+    t.wait_for("the confirm", 10, |s| {
+        s.contains("Resume run") && s.contains("(held)?")
+    });
+    t.keys(&["y"]);
+    let s = t.wait_for("the resumed run", 30, |s| {
+        s.contains("Runs (1) · history 1") && s.contains("▶ running")
+    });
+    assert!(!s.contains("interrupted run"), "{s}");
+    wait_for_file(&dir.path().join("started.2"), 30);
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    t.wait_for("the run to succeed", 60, |s| {
+        s.contains("run held succeeded")
+    });
+    t.keys(&["q"]);
+    let s = t.wait_for("the console to exit", 30, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+}
