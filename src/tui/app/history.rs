@@ -36,6 +36,11 @@ pub(super) fn on_history(app: &mut App, r: Result<Vec<HistoryEntry>, String>) ->
     app.hist_sel = keep.and_then(|id| app.history.iter().position(|h| h.id == id));
     if !app.history_noticed {
         app.history_noticed = true;
+        // Nothing live (`taskdeck console`): the history is what there is to look at.
+        if app.mirror.runs.is_empty() && !app.history.is_empty() {
+            select_past(app, 0);
+            set_focus(app, Pane::Runs);
+        }
         announce_interrupted(app);
     }
     true
