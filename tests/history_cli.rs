@@ -584,3 +584,15 @@ fn backup_works_while_a_run_is_live_and_restore_waits_for_it() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["counts"]["running"], 1);
 }
+
+#[test]
+fn console_without_a_terminal_says_what_to_use_instead() {
+    let env = Env::new();
+    let out = env.run(&["console"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("needs a terminal") && err.contains("taskdeck runs"),
+        "{err}"
+    );
+}
