@@ -135,6 +135,7 @@ impl Console {
         match self {
             Console::Local(e) => {
                 let id = run.clone();
+                let started = std::time::Instant::now();
                 let (stored, orphaned) = journal(e)?
                     .call(move |b| {
                         let now = now_millis();
@@ -146,10 +147,20 @@ impl Console {
                     })
                     .await
                     .map_err(store_err)?;
+                let read = started.elapsed();
                 let id = run.clone();
                 tokio::task::spawn_blocking(move || {
+                    let n = stored.len();
                     let events = stored.into_iter().map(|s| s.event.ok());
-                    history::fold_run(&id, events, orphaned)
+                    let past = history::fold_run(&id, events, orphaned);
+                    tracing::info!(
+                        run = %id,
+                        events = n,
+                        read_ms = read.as_millis() as u64,
+                        fold_ms = (started.elapsed() - read).as_millis() as u64,
+                        "opened a past run"
+                    );
+                    past
                 })
                 .await
                 .map_err(|e| ConsoleError::Unavailable(e.to_string()))?

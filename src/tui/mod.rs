@@ -362,10 +362,20 @@ fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::Unbo
                         Ok(past) => {
                             // Laying out a big graph takes a while: not on the loop either.
                             let wf = past.run.workflow.clone();
-                            tokio::task::spawn_blocking(move || Arc::new(DagLayout::new(&wf)))
-                                .await
-                                .map(|layout| (past, layout))
-                                .map_err(|e| e.to_string())
+                            tokio::task::spawn_blocking(move || {
+                                let started = StdInstant::now();
+                                let layout = Arc::new(DagLayout::new(&wf));
+                                let ms = started.elapsed().as_millis() as u64;
+                                tracing::info!(
+                                    tasks = wf.tasks.len(),
+                                    layout_ms = ms,
+                                    "laid out a past run"
+                                );
+                                layout
+                            })
+                            .await
+                            .map(|layout| (past, layout))
+                            .map_err(|e| e.to_string())
                         }
                         Err(e) => Err(e.to_string()),
                     };
