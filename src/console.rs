@@ -94,7 +94,14 @@ impl Console {
                     attempt,
                     purpose: Purpose::Task,
                 };
-                Ok(e.logs().lines(&key, since))
+                let lines = e.logs().lines(&key, since);
+                if lines.is_empty() && since == 0 && e.logs().line_count(&key) == 0 {
+                    // An attempt of a resumed run that ended before this process took the run
+                    // over: only its file knows it.
+                    let path = e.logs().attempt_path_of(&key);
+                    return read_log_file(path, run.clone(), Some(task), attempt, 0).await;
+                }
+                Ok(lines)
             }
         }
     }
@@ -207,19 +214,7 @@ impl Console {
                     }
                     None => e.logs().engine_path_of(run),
                 };
-                let run = run.clone();
-                let idx = task.map(|t| t.0);
-                tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
-                    Ok(text) => Ok(history::parse_log(&text, since, &run, idx, attempt)),
-                    // A task that printed nothing has no file.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                    Err(e) => Err(ConsoleError::Refused(format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    ))),
-                })
-                .await
-                .map_err(|e| ConsoleError::Unavailable(e.to_string()))?
+                read_log_file(path, run.clone(), task.map(|t| t.0), attempt, since).await
             }
         }
     }
@@ -267,6 +262,27 @@ fn journal(e: &EngineHandle) -> Result<&Journal, ConsoleError> {
     e.journal().ok_or_else(|| {
         ConsoleError::Refused("no history: this console keeps no store (--store memory)".into())
     })
+}
+
+/// Lines of a log file from line `since` on, read on a blocking thread. A task that printed
+/// nothing has no file: no lines.
+async fn read_log_file(
+    path: std::path::PathBuf,
+    run: RunId,
+    task: Option<TaskIdx>,
+    attempt: u32,
+    since: usize,
+) -> Result<Vec<LogLine>, ConsoleError> {
+    tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(history::parse_log(&text, since, &run, task, attempt)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(ConsoleError::Refused(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    })
+    .await
+    .map_err(|e| ConsoleError::Unavailable(e.to_string()))?
 }
 
 fn store_err(e: crate::store::StoreError) -> ConsoleError {

@@ -124,6 +124,9 @@ async fn history_opens_past_runs_with_logs_resumes_and_reruns() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!((rec.finished, rec.tasks), (1, 2));
     assert_eq!(rec.interrupted, vec!["hold#1".to_string()]);
+    // Its attempts from before the take-over show their logs, read from their files.
+    let before = console.task_log(&cut, 0, 1, 0).await.unwrap();
+    assert!(before.iter().any(|l| l.line == "one"), "{before:?}");
     wait_for_file(&dir.path().join("started.2")).await;
     std::fs::write(dir.path().join("go"), "").unwrap();
     let Console::Local(e) = &console;
