@@ -64,3 +64,28 @@ keys Escape; keys c
 shot confirm-cancel-80x24
 keys n; keys -
 shot demo-compact-80x24
+
+# History: a headless run killed mid-way is offered when `taskdeck console` opens; a past run
+# opens read-only.
+TASKDECK_HOME=$HOME_DIR $BIN run assets/examples/demo.toml --headless -q >/dev/null 2>&1 &
+P=$!
+sleep 2; kill -9 $P; wait $P 2>/dev/null || true
+console() { # width height
+  tmux kill-session -t $S 2>/dev/null || true
+  tmux new -d -s $S -x "$1" -y "$2" "TASKDECK_HOME=$HOME_DIR $BIN console; sleep 600"
+}
+console 120 40
+wait_for "R resumes interrupted run"
+shot history-120x40
+keys j; keys Enter
+wait_for "read-only"
+keys l; keys j; keys j; keys l
+shot past-run-read-only-120x40
+console 80 24
+wait_for "R resumes interrupted run"
+shot history-80x24
+keys R
+shot confirm-resume-80x24
+keys y
+wait_for "resumed run"
+shot resumed-80x24
