@@ -47,8 +47,14 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             Some(h) if app.opening.as_ref() == Some(&h.id) => {
                 format!("reading run {} from the journal…", h.id)
             }
+            Some(h) if h.interrupted() => format!(
+                "run {} ({}) was interrupted · in the runs list, Enter opens it read-only and {} resumes it",
+                h.id,
+                h.workflow,
+                app.keymap.key_of(crate::tui::keymap::Action::ResumeRun)
+            ),
             Some(h) => format!(
-                "run {} ({}) is history: Enter in the runs list opens it read-only",
+                "run {} ({}) is history · in the runs list, Enter opens it read-only",
                 h.id, h.workflow
             ),
             None if app.mirror.runs.is_empty() => {
