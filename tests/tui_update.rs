@@ -830,3 +830,32 @@ fn without_a_store_history_says_why() {
     f.keys(&["esc", "R"]);
     assert_eq!(f.app.overlay, Overlay::None);
 }
+
+#[test]
+fn clicking_a_history_row_puts_the_cursor_on_it() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    let mut f = Feed::running();
+    update(&mut f.app, Msg::History(Ok(sample_history())));
+    f.resize(80, 24);
+    // Screen lines from the top: border, live header, the live run, history header, rows.
+    let click = |row| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 10,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    update(&mut f.app, click(4));
+    assert_eq!(f.app.focus, Pane::Runs);
+    assert_eq!(f.app.hist_sel, Some(0));
+    // Focused, the list shows more history: the third row is there to click.
+    update(&mut f.app, click(6));
+    assert_eq!(f.app.hist_sel, Some(2));
+    // Headers select nothing; the live run is one click away.
+    update(&mut f.app, click(3));
+    assert_eq!(f.app.hist_sel, Some(2));
+    update(&mut f.app, click(2));
+    assert_eq!(f.app.hist_sel, None);
+    assert_eq!(f.app.run().unwrap().id, f.run);
+}
