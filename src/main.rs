@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     };
     if matches!(
         cli.command,
-        Commands::Run(_) | Commands::Resume(_) | Commands::Rerun(_)
+        Commands::Run(_) | Commands::Resume(_) | Commands::Rerun(_) | Commands::Serve(_)
     ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Commands::Restore(args) => cli::history::restore(args, &config),
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
+        Commands::Serve(args) => cli::serve::run(args, config),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -40,6 +40,8 @@ pub enum Commands {
     Validate(ValidateArgs),
     /// Show a workflow's graph: levels, critical path, topological order.
     Graph(GraphArgs),
+    /// Run the engine headless behind an HTTP API.
+    Serve(ServeArgs),
 }
 
 /// `--store`, on every subcommand that touches runs.
@@ -185,7 +187,46 @@ pub struct GraphArgs {
     pub full: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: the config file's [server] bind, else 127.0.0.1:7070).
+    /// Listening beyond loopback needs tokens (or --insecure).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Bearer tokens: one `ROLE TOKEN` a line, roles viewer, operator, admin (also the config
+    /// file's [server] tokens_file and [[server.tokens]]).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Allow listening beyond loopback without tokens.
+    #[arg(long)]
+    pub insecure: bool,
+    /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body (a workflow file), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
+    pub max_body: usize,
+    /// Longest time an ordinary request may take (event streams and followed logs are exempt).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub request_timeout: humantime::Duration,
+    /// Events queued for one streaming client before it is told it fell behind.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub event_buffer: usize,
+    /// Time between heartbeats on idle event streams.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub heartbeat: humantime::Duration,
+    /// Leave the store's interrupted runs alone instead of taking them over at start.
+    #[arg(long)]
+    pub no_resume: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
 pub mod graph;
 pub mod history;
 pub mod run;
+pub mod serve;
 pub mod validate;

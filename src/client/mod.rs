@@ -1,0 +1,1 @@
+//! HTTP client of the taskdeck API (used by the CLI clients and remote consoles).
