@@ -36,7 +36,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Commands::Run(args) => cli::run::run(args, config),
-        Commands::Resume(args) => cli::history::resume(args, config),
+        Commands::Resume(args) => match args.to.clone() {
+            Some(url) => cli::remote::resume(
+                url,
+                args.token.clone(),
+                args.cacert.as_deref(),
+                args.run.clone().unwrap_or_default(),
+                args.task.clone(),
+            ),
+            None => cli::history::resume(args, config),
+        },
         Commands::Rerun(args) => cli::history::rerun(args, config),
         Commands::Runs(args) => cli::history::runs(args, &config),
         Commands::Report(args) => cli::history::report(args, &config),
@@ -46,6 +55,12 @@ fn main() -> ExitCode {
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
         Commands::Serve(args) => cli::serve::run(args, config),
+        Commands::Submit(args) => cli::remote::submit(args),
+        Commands::Status(args) => cli::remote::status(args),
+        Commands::Retry(args) => cli::remote::retry(args),
+        Commands::Approve(args) => cli::remote::approve(args),
+        Commands::Cancel(args) => cli::remote::cancel(args),
+        Commands::Pause(args) => cli::remote::pause(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
