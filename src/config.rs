@@ -27,6 +27,29 @@ pub struct Config {
     /// The journal: where it is and how long finished runs are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `taskdeck serve`: where it listens, its tokens and TLS identity.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `[server]`: `bind`, `tokens_file`, `tls_cert`/`tls_key` (PEM files), and tokens inline as
+/// `[[server.tokens]] role = "operator"  token = "..."`. Command-line options win.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: Option<String>,
+    pub tokens_file: Option<PathBuf>,
+    pub tokens: Vec<TokenConfig>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// viewer, operator or admin.
+    pub role: String,
+    pub token: String,
 }
 
 /// `[store]`: `url = "sqlite:///path"` or `"postgres://..."` (`--store` wins), and retention:

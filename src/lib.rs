@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod console;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod logs;
 pub mod model;
 pub mod paths;
 pub mod report;
+pub mod server;
 pub mod spec;
 pub mod store;
 pub mod template;

@@ -29,7 +29,11 @@ fn main() -> ExitCode {
     };
     if matches!(
         cli.command,
-        Commands::Run(_) | Commands::Resume(_) | Commands::Rerun(_) | Commands::Console(_)
+        Commands::Run(_)
+            | Commands::Resume(_)
+            | Commands::Rerun(_)
+            | Commands::Console(_)
+            | Commands::Serve(_)
     ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
@@ -38,7 +42,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Run(args) => cli::run::run(args, config),
         Commands::Console(args) => cli::run::console_only(args, config),
-        Commands::Resume(args) => cli::history::resume(args, config),
+        Commands::Resume(args) => match args.to.clone() {
+            Some(url) => cli::remote::resume(
+                url,
+                args.token.clone(),
+                args.cacert.as_deref(),
+                args.run.clone().unwrap_or_default(),
+                args.task.clone(),
+            ),
+            None => cli::history::resume(args, config),
+        },
         Commands::Rerun(args) => cli::history::rerun(args, config),
         Commands::Runs(args) => cli::history::runs(args, &config),
         Commands::Report(args) => cli::history::report(args, &config),
@@ -47,6 +60,13 @@ fn main() -> ExitCode {
         Commands::Restore(args) => cli::history::restore(args, &config),
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
+        Commands::Serve(args) => cli::serve::run(args, config),
+        Commands::Submit(args) => cli::remote::submit(args),
+        Commands::Status(args) => cli::remote::status(args),
+        Commands::Retry(args) => cli::remote::retry(args),
+        Commands::Approve(args) => cli::remote::approve(args),
+        Commands::Cancel(args) => cli::remote::cancel(args),
+        Commands::Pause(args) => cli::remote::pause(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -42,6 +42,20 @@ pub enum Commands {
     Validate(ValidateArgs),
     /// Show a workflow's graph: levels, critical path, topological order.
     Graph(GraphArgs),
+    /// Run the engine headless behind an HTTP API.
+    Serve(ServeArgs),
+    /// Submit a workflow file to a server (`--to URL`) and print the new run's id.
+    Submit(SubmitArgs),
+    /// A run's state on a server: counts, and the tasks that need attention.
+    Status(StatusArgs),
+    /// Retry a failed (or cancelled, blocked) task on a server.
+    Retry(TaskActionArgs),
+    /// Approve a task that waits for approval on a server.
+    Approve(TaskActionArgs),
+    /// Cancel a run, or one task of it, on a server.
+    Cancel(ActionArgs),
+    /// Pause a run, or one task of it, on a server.
+    Pause(ActionArgs),
 }
 
 /// `--store`, on every subcommand that touches runs.
@@ -103,9 +117,22 @@ pub struct ResumeArgs {
     /// The run's id (or a unique prefix of it); `taskdeck runs` lists them.
     #[arg(required_unless_present = "last", conflicts_with = "last")]
     pub run: Option<String>,
+    /// With --to: resume this paused task of the run instead of the whole run.
+    #[arg(requires = "to")]
+    pub task: Option<String>,
     /// Resume the most recent unfinished run.
     #[arg(long)]
     pub last: bool,
+    /// Resume a paused run (or task) on this server instead of taking over an interrupted
+    /// run from the store.
+    #[arg(long, value_name = "URL", conflicts_with = "last")]
+    pub to: Option<String>,
+    /// Bearer token for --to.
+    #[arg(long, env = "TASKDECK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --to over https: a PEM certificate to trust (a self-signed server).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     #[command(flatten)]
     pub opts: RunOptions,
 }
@@ -197,7 +224,100 @@ pub struct GraphArgs {
     pub full: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: the config file's [server] bind, else 127.0.0.1:7070).
+    /// Listening beyond loopback needs tokens (or --insecure).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Bearer tokens: one `ROLE TOKEN` a line, roles viewer, operator, admin (also the config
+    /// file's [server] tokens_file and [[server.tokens]]).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Allow listening beyond loopback without tokens.
+    #[arg(long)]
+    pub insecure: bool,
+    /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body (a workflow file), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
+    pub max_body: usize,
+    /// Longest time an ordinary request may take (event streams and followed logs are exempt).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub request_timeout: humantime::Duration,
+    /// Events queued for one streaming client before it is told it fell behind.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub event_buffer: usize,
+    /// Time between heartbeats on idle event streams.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub heartbeat: humantime::Duration,
+    /// Leave the store's interrupted runs alone instead of taking them over at start.
+    #[arg(long)]
+    pub no_resume: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// Where a CLI client sends its request.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArg {
+    /// The server's address, e.g. http://127.0.0.1:7070 (also TASKDECK_URL).
+    #[arg(long, value_name = "URL", env = "TASKDECK_URL")]
+    pub to: String,
+    /// Bearer token (also TASKDECK_TOKEN).
+    #[arg(long, env = "TASKDECK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Over https: a PEM certificate to trust (a self-signed server).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Workflow file (TOML, or JSON when it ends in .json).
+    pub file: PathBuf,
+    /// Wait until the run ends; exit 0 only if it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub remote: RemoteArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The run's id.
+    pub run: String,
+    /// Print the run's snapshot as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: RemoteArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TaskActionArgs {
+    pub run: String,
+    pub task: String,
+    #[command(flatten)]
+    pub remote: RemoteArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ActionArgs {
+    pub run: String,
+    /// One task of the run (default: the whole run).
+    pub task: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArg,
+}
+
 pub mod graph;
 pub mod history;
+pub mod remote;
 pub mod run;
+pub mod serve;
 pub mod validate;

@@ -1,0 +1,258 @@
+//! Logs over HTTP: a task attempt's lines from a line number on (optionally followed until the
+//! attempt ends, as newline-delimited JSON), and the engine's own log of a run.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::exec::{AttemptKey, Purpose};
+use crate::model::{LogLine, RunId};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct LogQuery {
+    /// The attempt (1-based; default: the latest).
+    pub attempt: Option<u32>,
+    /// The first line number to send (default 0).
+    pub since: Option<usize>,
+    /// Keep the answer open and send new lines as they come, until the attempt ends; the
+    /// answer is then newline-delimited JSON, one line object per line.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// Lines from `since` on; `next` is the `since` that asks for newer lines only.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogPage {
+    pub run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub attempt: u32,
+    pub next: usize,
+    /// The attempt has ended: no more lines will come.
+    pub finished: bool,
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Vec<LogLine>,
+}
+
+/// Where an attempt stands: its key and whether it is over.
+async fn attempt_of(
+    app: &AppState,
+    run: &RunId,
+    task: &str,
+    attempt: Option<u32>,
+) -> Result<(AttemptKey, bool), ApiError> {
+    let (r, t) = (run.clone(), task.to_string());
+    let found = app
+        .engine
+        .inspect(move |st| {
+            let run = st.runs.get(&r)?;
+            let idx = *run.index.by_id.get(&t)?;
+            let task = &run.tasks[idx as usize];
+            let latest = task.attempts.last().map_or(0, |a| a.number);
+            let number = attempt.unwrap_or(latest);
+            let finished = task
+                .attempts
+                .iter()
+                .find(|a| a.number == number)
+                .is_none_or(|a| a.finished_at.is_some() || task.state.is_terminal());
+            Some((idx, number, finished, latest))
+        })
+        .await?;
+    match found {
+        None => Err(ApiError::not_found(format!(
+            "no live run `{run}` with a task `{task}`"
+        ))),
+        Some((idx, number, finished, latest)) => {
+            if number > latest && latest > 0 || number == 0 && attempt.is_some() {
+                return Err(ApiError::not_found(format!(
+                    "task `{task}` has no attempt {number} (it has {latest})"
+                )));
+            }
+            Ok((
+                AttemptKey {
+                    run: run.clone(),
+                    task: idx,
+                    attempt: number,
+                    purpose: Purpose::Task,
+                },
+                finished,
+            ))
+        }
+    }
+}
+
+/// Lines of `key` from `since` on and the line number after them. (When lines before the
+/// oldest one still in memory were asked for, a few may come twice, never missing.)
+fn read(app: &AppState, key: &AttemptKey, since: usize) -> (Vec<LogLine>, usize) {
+    let before = app.engine.logs().line_count(key);
+    let lines = app.engine.logs().lines(key, since);
+    let next = (since + lines.len()).max(before).max(since);
+    (lines, next)
+}
+
+fn ndjson(lines: &[LogLine]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        if let Ok(json) = serde_json::to_string(l) {
+            out.push_str(&json);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A task attempt's log lines.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/tasks/{task}/logs", tag = "logs",
+    params(("id" = String, Path), ("task" = String, Path), LogQuery),
+    responses((status = 200, body = LogPage, description = "JSON; with follow=true newline-delimited JSON lines"),
+        (status = 404, body = super::ErrorBody)))]
+pub async fn task_log(
+    State(app): State<AppState>,
+    Path((id, task)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let run = RunId::from(id.as_str());
+    // Subscribe before reading so no line falls between the read and the feed.
+    let feed = app.engine.logs().subscribe();
+    let (key, finished) = attempt_of(&app, &run, &task, q.attempt).await?;
+    let since = q.since.unwrap_or(0);
+    if !q.follow {
+        let (lines, next) = read(&app, &key, since);
+        return Ok(Json(LogPage {
+            run: id,
+            task: Some(task),
+            attempt: key.attempt,
+            next,
+            finished,
+            lines,
+        })
+        .into_response());
+    }
+    let state = Follow {
+        app,
+        key,
+        task,
+        next: since,
+        feed,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut f| async move {
+        let chunk = f.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), f))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Following one attempt's log.
+struct Follow {
+    app: AppState,
+    key: AttemptKey,
+    task: String,
+    next: usize,
+    feed: broadcast::Receiver<LogLine>,
+    done: bool,
+}
+
+impl Follow {
+    /// New lines as NDJSON, waiting until there are some; `None` once the attempt has ended and
+    /// every line was sent (or the server closes).
+    async fn next_chunk(&mut self) -> Option<String> {
+        loop {
+            if self.done || *self.app.closing.borrow() {
+                return None;
+            }
+            let (lines, next) = read(&self.app, &self.key, self.next);
+            if !lines.is_empty() {
+                self.next = next;
+                return Some(ndjson(&lines));
+            }
+            let over = match attempt_of(
+                &self.app,
+                &self.key.run,
+                &self.task,
+                Some(self.key.attempt),
+            )
+            .await
+            {
+                Ok((_, finished)) => finished,
+                Err(_) => true,
+            };
+            if over {
+                // Lines written just before the end are read once more.
+                self.done = true;
+                let (rest, next) = read(&self.app, &self.key, self.next);
+                self.next = next;
+                return (!rest.is_empty()).then(|| ndjson(&rest));
+            }
+            // Wait for a line of this attempt, or look again in a second (the end of an
+            // attempt is an event, not a log line).
+            let key = self.key.clone();
+            let wait = async {
+                loop {
+                    match self.feed.recv().await {
+                        Ok(l)
+                            if l.run == key.run
+                                && l.task == Some(key.task)
+                                && l.attempt == key.attempt =>
+                        {
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EngineLogQuery {
+    /// The first line number to send (default 0).
+    pub since: Option<usize>,
+}
+
+/// The engine's own log of a run (starts, exits, gate results, warnings).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs", tag = "logs",
+    params(("id" = String, Path), EngineLogQuery),
+    responses((status = 200, body = LogPage), (status = 404, body = super::ErrorBody)))]
+pub async fn engine_log(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EngineLogQuery>,
+) -> Result<Json<LogPage>, ApiError> {
+    let run = RunId::from(id.as_str());
+    let key = run.clone();
+    let finished = app
+        .engine
+        .inspect(move |st| st.runs.get(&key).map(|r| r.state.is_terminal()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no live run `{id}`")))?;
+    let since = q.since.unwrap_or(0);
+    let lines = app.engine.logs().engine_lines(&run, since);
+    let next = since + lines.len();
+    Ok(Json(LogPage {
+        run: id,
+        task: None,
+        attempt: 0,
+        next,
+        finished,
+        lines,
+    }))
+}
