@@ -344,7 +344,14 @@ async fn runs_snapshot_commands_and_errors() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "too_large");
 
-    // Unknown paths and methods answer JSON too.
+    // Unknown paths and methods, and bad query strings, answer JSON too.
+    let (status, body) = get(&s, "/events?since=yesterday").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    assert!(body["detail"].as_str().unwrap().contains("since"), "{body}");
     let (status, body) = get(&s, "/nothing/here").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     let resp = s.http().delete(s.api("/runs")).send().await.unwrap();
@@ -478,7 +485,13 @@ builtin = "sleep 100ms"
 
 #[tokio::test]
 async fn sse_resumes_with_no_gap_and_no_duplicate() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--heartbeat", "200ms"]);
+    // An idle stream gets heartbeats (SSE comments).
+    let resp = s.http().get(s.api("/events")).send().await.unwrap();
+    let mut body = resp.bytes_stream();
+    let chunk = body.next().await.unwrap().unwrap();
+    assert!(chunk.starts_with(b":"), "{chunk:?}");
+    drop(body);
     let id = submit_ok(&s, SLOW_CHAIN).await;
     // First connection: a few events, then the client drops it.
     let resp = s.http().get(s.api("/events?since=0")).send().await.unwrap();
