@@ -647,11 +647,14 @@ async fn task_logs_from_an_offset_and_followed() {
     let s = Server::start(&[]);
     let flow = r#"
 name = "talk"
+[tasks.first]
+builtin = "sleep 300ms"
 [tasks.talk]
+needs = ["first"]
 run = "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done"
 "#;
     let id = submit_ok(&s, flow).await;
-    wait_run(&s, &id, |v| task_state(v, "talk") == "running").await;
+    // Followed from before its first attempt starts.
     let resp = s
         .http()
         .get(s.api(&format!("/runs/{id}/tasks/talk/logs?follow=true")))
