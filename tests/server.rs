@@ -248,7 +248,10 @@ async fn runs_snapshot_commands_and_errors() {
         .unwrap();
     assert_eq!(resp.status(), 201);
 
-    let snap = wait_run(&s, &id, |v| task_state(v, "release") == "waiting_approval").await;
+    let snap = wait_run(&s, &id, |v| {
+        task_state(v, "release") == "waiting_approval" && task_state(v, "flaky") == "failed"
+    })
+    .await;
     assert!(snap["seq"].as_u64().unwrap() > 0);
     assert_eq!(snap["live"], true);
     assert_eq!(task_state(&snap, "flaky"), "failed");
@@ -750,7 +753,10 @@ async fn tokens_and_roles() {
         "{body}"
     );
     let id = submit_ok(&s, APPROVAL_FLOW).await;
-    wait_run(&s, &id, |v| task_state(v, "release") == "waiting_approval").await;
+    wait_run(&s, &id, |v| {
+        task_state(v, "release") == "waiting_approval" && task_state(v, "flaky") == "failed"
+    })
+    .await;
     let (status, body) = post(&s, &format!("/runs/{id}/tasks/release/approve"), VIEWER).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
     let (status, _) = post(&s, &format!("/runs/{id}/tasks/release/approve"), OPERATOR).await;
@@ -924,7 +930,10 @@ async fn cli_clients_against_the_real_server() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     assert!(text(&out.stderr).contains(&format!("run {id} of `gated` (3 tasks)")));
-    wait_run(&s, &id, |v| task_state(v, "release") == "waiting_approval").await;
+    wait_run(&s, &id, |v| {
+        task_state(v, "release") == "waiting_approval" && task_state(v, "flaky") == "failed"
+    })
+    .await;
     let out = s.cli(&["status", &id]);
     assert_eq!(out.status.code(), Some(0));
     let status = text(&out.stdout);
