@@ -93,3 +93,29 @@ fn parse_block(block: &str) -> Option<Result<StreamItem, ClientError>> {
             .map_err(protocol),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_become_events_notices_or_nothing() {
+        let ev = r#"{"seq":3,"ts":1,"run":"r1","type":"run_paused"}"#;
+        match parse_block(&format!("id: 3\ndata: {ev}")) {
+            Some(Ok(StreamItem::Event(e))) => assert_eq!(e.seq, 3),
+            other => panic!("{other:?}"),
+        }
+        let notice = r#"{"type":"lagged","detail":"behind","last_seq":9}"#;
+        match parse_block(&format!("event: lagged\ndata: {notice}")) {
+            Some(Ok(StreamItem::Notice(n))) => {
+                assert_eq!((n.kind.as_str(), n.last_seq), ("lagged", 9))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_block(":").is_none(), "a heartbeat is skipped");
+        assert!(matches!(
+            parse_block("data: {oops"),
+            Some(Err(ClientError::Protocol { .. }))
+        ));
+    }
+}

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -211,8 +212,9 @@ pub async fn websocket_all(
     State(app): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let ws = ws.map_err(not_websocket)?;
     let since = start_seq(&app, &headers, q.since).await?;
     let feed = Feed::start(&app, since, q.run.map(|r| RunId::from(r.as_str()))).await?;
     let beat = app.opts.heartbeat;
@@ -229,7 +231,7 @@ pub async fn websocket_run(
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let run = RunId::from(id.as_str());
     let key = run.clone();
@@ -242,10 +244,19 @@ pub async fn websocket_run(
             "no live run `{id}` (finished runs of earlier servers: GET /api/v1/runs/{id})"
         )));
     }
+    let ws = ws.map_err(not_websocket)?;
     let since = start_seq(&app, &headers, q.since).await?;
     let feed = Feed::start(&app, since, Some(run)).await?;
     let beat = app.opts.heartbeat;
     Ok(ws.on_upgrade(move |socket| pump(socket, feed, beat)))
+}
+
+fn not_websocket(e: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::new(
+        e.status(),
+        "not_websocket",
+        format!("{}: connect with a websocket client", e.body_text()),
+    )
 }
 
 /// Sends events as text messages and pings while idle; the last message of a stream that ends

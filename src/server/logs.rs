@@ -57,12 +57,12 @@ async fn attempt_of(
             let idx = *run.index.by_id.get(&t)?;
             let task = &run.tasks[idx as usize];
             let latest = task.attempts.last().map_or(0, |a| a.number);
-            let number = attempt.unwrap_or(latest);
-            let finished = task
-                .attempts
-                .iter()
-                .find(|a| a.number == number)
-                .is_none_or(|a| a.finished_at.is_some() || task.state.is_terminal());
+            // Before its first attempt a task is followed as attempt 1.
+            let number = attempt.unwrap_or(latest.max(1));
+            let finished = match task.attempts.iter().find(|a| a.number == number) {
+                Some(a) => a.finished_at.is_some(),
+                None => task.state.is_terminal(),
+            };
             Some((idx, number, finished, latest))
         })
         .await?;
@@ -71,7 +71,7 @@ async fn attempt_of(
             "no live run `{run}` with a task `{task}`"
         ))),
         Some((idx, number, finished, latest)) => {
-            if number > latest && latest > 0 || number == 0 && attempt.is_some() {
+            if number == 0 || number > latest.max(1) {
                 return Err(ApiError::not_found(format!(
                     "task `{task}` has no attempt {number} (it has {latest})"
                 )));
