@@ -1047,6 +1047,43 @@ fn secrets_reach_the_task_and_nothing_else() {
     assert!(left.is_empty(), "left in {}: {left:?}", work.display());
 }
 
+#[test]
+fn taskdeck_runtime_dir_holds_the_scratch_files() {
+    let env = Env::new();
+    let rt = env.path("rt");
+    let seen = env.path("seen");
+    let flow = env.write(
+        "rt.toml",
+        &format!(
+            r#"
+name = "scratch"
+[tasks.look]
+run = 'echo "$TASKDECK_CONTEXT" > "{}"; test -f "$TASKDECK_CONTEXT" && test -f "$TASKDECK_OUTPUT"'
+"#,
+            seen.display()
+        ),
+    );
+    let mut c = env.cmd();
+    c.env("TASKDECK_RUNTIME_DIR", &rt)
+        .args(["run", "--headless", "--quiet"])
+        .arg(&flow);
+    Running::spawn(c).wait().expect_code(0);
+    let ctx = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
+    // DIR/work/RUN/task-0.1.context.json
+    assert_eq!(ctx.parent().unwrap().parent().unwrap(), rt.join("work"));
+    assert!(
+        ctx.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("task-0.1.")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&rt).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // Nothing left once the run is over.
+    assert_eq!(std::fs::read_dir(rt.join("work")).unwrap().count(), 0);
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
