@@ -42,8 +42,17 @@ pub fn state_dir() -> PathBuf {
 
 /// Scratch space for running tasks (context and outputs files): on tmpfs when the machine has
 /// one (`$XDG_RUNTIME_DIR`, else `/dev/shm`), since these files live only as long as an attempt
-/// and creating them on a disk costs far more. Falls back to the state dir.
+/// and creating them on a disk costs far more. Falls back to the state dir. Under
+/// `TASKDECK_HOME` it is `DIR/run`; `TASKDECK_RUNTIME_DIR` names it outright (when it is, or
+/// can be made, a directory only we can enter).
 pub fn runtime_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TASKDECK_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|d| private_dir(d))
+    {
+        return dir;
+    }
     if let Some(h) = home_override() {
         return h.join("run");
     }

@@ -42,7 +42,8 @@ impl Rig {
             timeout: None,
             kill_grace: Duration::from_millis(200),
             context: json!({}),
-            attempt_dir: self.dir.path().join("attempt"),
+            scratch_dir: self.dir.path().join("scratch"),
+            scratch_name: "task-4.2".into(),
             redactor: Arc::new(Redactor::default()),
             max_output_bytes: 1 << 20,
         }
@@ -72,8 +73,17 @@ impl Rig {
             .collect()
     }
 
-    fn attempt_dir(&self) -> PathBuf {
-        self.dir.path().join("attempt")
+    fn scratch_dir(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    /// What the scratch dir holds (nothing when it does not exist).
+    fn scratch_files(&self) -> Vec<String> {
+        std::fs::read_dir(self.scratch_dir())
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 }
 
@@ -236,7 +246,7 @@ async fn environment_and_context_file() {
     let mut req = rig.cmd(
         "sh -c 'echo run=$TASKDECK_RUN_ID; echo task=$TASKDECK_TASK_ID; echo attempt=$TASKDECK_ATTEMPT; \
          echo extra=$EXTRA; cat \"$TASKDECK_CONTEXT\"; echo; echo ctx=$TASKDECK_CONTEXT; echo out=$TASKDECK_OUTPUT; \
-         stat -c mode=%a \"$TASKDECK_CONTEXT\"'",
+         stat -c mode=%a \"$TASKDECK_CONTEXT\"; stat -c dir=%a \"$(dirname \"$TASKDECK_CONTEXT\")\"'",
     );
     req.context = json!({"tasks": {"fetch": {"outputs": {"n": 1}}}, "secret": "x"});
     req.env = vec![
@@ -246,7 +256,7 @@ async fn environment_and_context_file() {
     let r = rig.run(req.clone()).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
     let out = rig.lines(LogStream::Stdout);
-    let dir = rig.attempt_dir();
+    let dir = rig.scratch_dir();
     assert_eq!(
         out,
         [
@@ -255,14 +265,41 @@ async fn environment_and_context_file() {
             "attempt=2".into(),
             "extra=agent then task".into(),
             serde_json::to_string(&req.context).unwrap(),
-            format!("ctx={}", dir.join("context.json").display()),
-            format!("out={}", dir.join("outputs").display()),
-            // The context file is private to us while the task runs...
+            format!("ctx={}", dir.join("task-4.2.context.json").display()),
+            format!("out={}", dir.join("task-4.2.outputs").display()),
+            // The context file is private to us while the task runs, in a private dir...
             "mode=600".into(),
+            "dir=700".into(),
         ]
     );
     // ...and gone (with the outputs file) once the attempt is over.
-    assert!(!dir.exists(), "scratch dir {} left behind", dir.display());
+    assert_eq!(
+        rig.scratch_files(),
+        Vec::<String>::new(),
+        "files left behind"
+    );
+}
+
+#[tokio::test]
+async fn stale_scratch_files_are_replaced_and_failed_starts_clean_up() {
+    let rig = Rig::new();
+    // Files left under this attempt's names by a taskdeck that died mid-attempt.
+    std::fs::create_dir(rig.scratch_dir()).unwrap();
+    std::fs::write(rig.scratch_dir().join("task-4.2.outputs"), "stale=1\n").unwrap();
+    std::fs::write(rig.scratch_dir().join("task-4.2.context.json"), "old").unwrap();
+    let mut req =
+        rig.cmd("sh -c 'cat \"$TASKDECK_CONTEXT\"; echo; echo fresh=2 >> \"$TASKDECK_OUTPUT\"'");
+    req.context = json!({"new": true});
+    let r = rig.run(req).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(rig.lines(LogStream::Stdout), [r#"{"new":true}"#]);
+    assert_eq!(Value::Object(r.outputs), json!({"fresh": 2}));
+    assert_eq!(rig.scratch_files(), Vec::<String>::new());
+
+    // A program that cannot start leaves no files either.
+    let r = rig.run(rig.cmd("/nonexistent/program")).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert_eq!(rig.scratch_files(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -500,7 +537,7 @@ async fn builtins_through_spawn() {
     assert_eq!(Value::Object(r.outputs), json!({"text": "hello"}));
     assert_eq!(rig.lines(LogStream::Stdout), ["hello"]);
     // Builtins write no files.
-    assert!(!rig.attempt_dir().exists());
+    assert!(!rig.scratch_dir().exists());
 
     let r = rig
         .run(rig.req(Work::Builtin(Builtin::Sleep(Duration::from_millis(20)))))

@@ -1030,27 +1030,58 @@ fn secrets_reach_the_task_and_nothing_else() {
     assert!(!text.contains(value), "{text}");
     let r = report(&report_path);
     assert_eq!(task(&r, "use")["outputs"]["echoed"], "***");
-    // On disk, only the reader's private attempt dir holds it: the context file taskdeck gave
-    // it, and the outputs file the task itself wrote it into.
+    // On disk, only the reader's scratch files in the run's private scratch dir held it (the
+    // context file taskdeck gave it, the outputs file the task wrote it into), and those are
+    // gone with the attempt.
     for file in walk(env.home.path()) {
         let bytes = std::fs::read(&file).unwrap_or_default();
-        if !String::from_utf8_lossy(&bytes).contains(value) {
-            continue;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        let attempt_dir = file.parent().unwrap();
-        assert_eq!(
-            attempt_dir.file_name().unwrap(),
-            "task-0.1",
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(value),
             "{} holds the secret",
             file.display()
         );
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(attempt_dir), 0o700, "{}", attempt_dir.display());
-        if file.file_name().unwrap() == "context.json" {
-            assert_eq!(mode(&file), 0o600, "{}", file.display());
-        }
     }
+    // The run's scratch dir went with the run.
+    let work = env.home.path().join("run").join("work");
+    let left: Vec<_> = std::fs::read_dir(&work).into_iter().flatten().collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", work.display());
+}
+
+#[test]
+fn taskdeck_runtime_dir_holds_the_scratch_files() {
+    let env = Env::new();
+    let rt = env.path("rt");
+    let seen = env.path("seen");
+    let flow = env.write(
+        "rt.toml",
+        &format!(
+            r#"
+name = "scratch"
+[tasks.look]
+run = 'echo "$TASKDECK_CONTEXT" > "{}"; test -f "$TASKDECK_CONTEXT" && test -f "$TASKDECK_OUTPUT"'
+"#,
+            seen.display()
+        ),
+    );
+    let mut c = env.cmd();
+    c.env("TASKDECK_RUNTIME_DIR", &rt)
+        .args(["run", "--headless", "--quiet"])
+        .arg(&flow);
+    Running::spawn(c).wait().expect_code(0);
+    let ctx = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
+    // DIR/work/RUN/task-0.1.context.json
+    assert_eq!(ctx.parent().unwrap().parent().unwrap(), rt.join("work"));
+    assert!(
+        ctx.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("task-0.1.")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&rt).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // Nothing left once the run is over.
+    assert_eq!(std::fs::read_dir(rt.join("work")).unwrap().count(), 0);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

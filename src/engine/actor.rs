@@ -31,6 +31,9 @@ use crate::store::{self, Batch, Journal, LogRecord, RunRow, WorkflowRecord};
 const BROADCAST_CAPACITY: usize = 1 << 16;
 /// Units of work (dispatches, condition checks) between looks at the inbox.
 const PUMP_BUDGET: usize = 4096;
+/// How long events that nothing waits on (a task's start, most often) may wait for the next
+/// commit, so a short task's start and end share one. Short enough that no one sees it.
+const LINGER: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
@@ -359,6 +362,8 @@ struct Actor {
     next_heartbeat: u64,
     /// Set by `detach`: processes are being stopped; their reports change nothing.
     detach_waiters: Vec<oneshot::Sender<()>>,
+    /// Unflushed events that nothing waits on are journaled by then at the latest.
+    linger_until: Option<tokio::time::Instant>,
 }
 
 impl Actor {
@@ -399,6 +404,7 @@ impl Actor {
             journal_failure: None,
             next_heartbeat: 0,
             detach_waiters: Vec::new(),
+            linger_until: None,
         }
     }
 
@@ -435,7 +441,11 @@ impl Actor {
                 continue;
             }
             let more = self.pump();
-            self.flush().await;
+            if self.must_flush() {
+                self.flush().await;
+            } else if self.linger_until.is_none() {
+                self.linger_until = Some(tokio::time::Instant::now() + LINGER);
+            }
             if !self.shutdown_waiters.is_empty() && self.handles.is_empty() {
                 for w in self.shutdown_waiters.drain(..) {
                     let _ = w.send(());
@@ -461,6 +471,13 @@ impl Actor {
                     None => std::future::pending().await,
                 }
             };
+            let linger_at = self.linger_until;
+            let linger = async {
+                match linger_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 req = rx.recv() => match req {
                     Some(req) => self.handle_request(req),
@@ -473,8 +490,26 @@ impl Actor {
                 },
                 Some(msg) = self.exec_rx.recv() => self.handle_exec(msg),
                 _ = sleep => self.on_wake(),
+                // The loop's top flushes once the linger is over.
+                _ = linger => {}
             }
         }
+    }
+
+    /// Whether what is unflushed must be journaled now, or may wait up to `LINGER` to share a
+    /// commit with what comes next. Only events that nothing waits on may wait: no process to
+    /// start, no reply, no shutdown or detach. Their clients see them up to `LINGER` later;
+    /// the journal loses nothing it could not lose before (a crash right before any commit
+    /// loses the events since the last one, and recovery already handles an attempt whose
+    /// start was never journaled).
+    fn must_flush(&self) -> bool {
+        self.opts.journal.is_none()
+            || !self.after_commit.is_empty()
+            || !self.shutdown_waiters.is_empty()
+            || self.journal_failure.is_some()
+            || self
+                .linger_until
+                .is_some_and(|at| tokio::time::Instant::now() >= at)
     }
 
     /// The next moment something is due: a retry timer, a journal retry, a lease renewal.
@@ -526,6 +561,7 @@ impl Actor {
     /// go out. When the journal refuses (a full disk), everything waits in memory and the
     /// write is tried again a second later; nothing new starts meanwhile.
     async fn flush(&mut self) {
+        self.linger_until = None;
         if self.unflushed.is_empty() && self.after_commit.is_empty() && self.dirty.is_empty() {
             return;
         }
@@ -1291,13 +1327,18 @@ impl Actor {
         );
     }
 
-    fn attempt_dir(&self, key: &AttemptKey) -> PathBuf {
-        let leaf = match key.purpose {
+    /// The run's scratch dir, shared by its attempts (created by the first one).
+    fn scratch_dir(&self, run: &RunId) -> PathBuf {
+        self.opts.work_dir.join(run.as_str())
+    }
+
+    /// Stem of one attempt's scratch files in the run's scratch dir.
+    fn scratch_name(key: &AttemptKey) -> String {
+        match key.purpose {
             Purpose::Task => format!("task-{}.{}", key.task, key.attempt),
             Purpose::GateCheck { gate, check } => format!("gate-{gate}-{check}.{}", key.attempt),
             Purpose::Compensation => format!("compensate-{}", key.task),
-        };
-        self.opts.work_dir.join(key.run.as_str()).join(leaf)
+        }
     }
 
     fn start(&mut self, d: Dispatch) {
@@ -1439,7 +1480,8 @@ impl Actor {
             purpose: Purpose::Task,
         };
         Ok(ExecRequest {
-            attempt_dir: self.attempt_dir(&key),
+            scratch_dir: self.scratch_dir(run_id),
+            scratch_name: Self::scratch_name(&key),
             key,
             task_id: spec.id.clone(),
             work,
@@ -1752,7 +1794,8 @@ impl Actor {
     ) -> ExecRequest {
         let defaults = &self.opts.config.defaults;
         ExecRequest {
-            attempt_dir: self.attempt_dir(&key),
+            scratch_dir: self.scratch_dir(&key.run),
+            scratch_name: Self::scratch_name(&key),
             redactor: self
                 .extras
                 .get(&key.run)
@@ -1860,6 +1903,8 @@ impl Actor {
         );
         tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
+        // Every attempt removed its own files; the run's shared scratch dir goes with it.
+        let _ = std::fs::remove_dir(self.scratch_dir(id));
         self.emit(id, EventKind::RunFinished { state });
         let waiters = self.finish_waiters.remove(id).unwrap_or_default();
         if !waiters.is_empty() {

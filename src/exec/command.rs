@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::cmdline::{self, Invocation};
@@ -17,8 +16,9 @@ use super::{Control, ExecMsg, ExecReport, ExecRequest, ExecResult, human, lines,
 use crate::logs::LogStore;
 use crate::model::{AttemptOutcome, LogStream};
 
-pub const CONTEXT_FILE: &str = "context.json";
-pub const OUTPUT_FILE: &str = "outputs";
+/// Scratch file names are the attempt's `scratch_name` plus these.
+pub const CONTEXT_SUFFIX: &str = ".context.json";
+pub const OUTPUT_SUFFIX: &str = ".outputs";
 
 /// How long to keep reading output after the task's group is dead. Only a process that left the
 /// group (`setsid`) can hold the pipes open that long.
@@ -32,58 +32,79 @@ enum Stop {
     EngineGone,
 }
 
-pub(super) async fn run(
-    req: ExecRequest,
-    line: String,
-    control: mpsc::UnboundedReceiver<Control>,
-    reports: mpsc::UnboundedSender<ExecMsg>,
-    logs: LogStore,
-) {
-    let key = req.key.clone();
-    let send = |r| super::report(&reports, &key, r);
-    let result = match start(&req, &line).await {
+/// Prepares the scratch files and starts the process, on the caller's thread; logs the start
+/// line and queues `Started` (with no pid when it could not start). The error is the message
+/// for people, already redacted.
+pub(super) fn start_reported(
+    req: &ExecRequest,
+    line: &str,
+    reports: &mpsc::UnboundedSender<ExecMsg>,
+    logs: &LogStore,
+) -> Result<Child, String> {
+    let key = &req.key;
+    match start(req, line) {
         Ok(child) => {
             let pid = child.id();
             logs.push(
-                &key,
+                key,
                 LogStream::System,
                 format!(
                     "started pid {}: {}",
                     pid.map_or_else(|| "?".to_string(), |p| p.to_string()),
-                    req.redactor.redact(&line)
+                    req.redactor.redact(line)
                 ),
             );
-            send(ExecReport::Started { pid });
-            supervise(&req, child, control, &reports, &logs).await
+            super::report(reports, key, ExecReport::Started { pid });
+            Ok(child)
         }
         Err(error) => {
             let error = req.redactor.redact(&error).into_owned();
-            logs.push(&key, LogStream::System, error.clone());
-            send(ExecReport::Started { pid: None });
-            ExecResult::failed(AttemptOutcome::Failed, None, error)
+            logs.push(key, LogStream::System, error.clone());
+            super::report(reports, key, ExecReport::Started { pid: None });
+            Err(error)
         }
-    };
-    logs.finish(&key);
-    // The scratch files (context, outputs) served this attempt only; contexts may hold secrets.
-    let _ = std::fs::remove_dir_all(&req.attempt_dir);
-    send(ExecReport::Finished(result));
+    }
 }
 
-/// Prepares the attempt directory and starts the process. The error is the message for people.
-async fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
+/// Supervises a started attempt to its end and reports the outcome.
+pub(super) async fn run(
+    req: ExecRequest,
+    child: Result<Child, String>,
+    control: mpsc::UnboundedReceiver<Control>,
+    reports: mpsc::UnboundedSender<ExecMsg>,
+    logs: LogStore,
+) {
+    let result = match child {
+        Ok(child) => supervise(&req, child, control, &reports, &logs).await,
+        Err(error) => ExecResult::failed(AttemptOutcome::Failed, None, error),
+    };
+    logs.finish(&req.key);
+    // The scratch files served this attempt only; contexts may hold secrets.
+    remove_scratch(&req);
+    super::report(&reports, &req.key, ExecReport::Finished(result));
+}
+
+fn remove_scratch(req: &ExecRequest) {
+    let _ = std::fs::remove_file(req.context_path());
+    let _ = std::fs::remove_file(req.output_path());
+}
+
+/// Writes the scratch files and starts the process. The error is the message for people.
+fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
     let invocation = cmdline::plan(line).map_err(|e| e.to_string())?;
-    let dir = req.attempt_dir.clone();
-    let cwd = req.cwd.clone();
     let context = serde_json::to_vec(&req.context)
         .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
-    // A directory and one small file on local disk: cheaper done here than a hop to the
-    // blocking pool and back, which costs two thread wake-ups per task.
-    prepare_files(&dir, cwd.as_deref(), &context)?;
+    let context_path = req.context_path();
+    let output_path = req.output_path();
+    // Two small files on tmpfs: cheaper done here than a hop to the blocking pool and back,
+    // which costs two thread wake-ups per task.
+    if let Err(e) = prepare_files(req, &context_path, &output_path, &context) {
+        remove_scratch(req);
+        return Err(e);
+    }
 
     let path_override = req.env.iter().any(|(k, _)| k == "PATH");
     let mut cmd = command(&invocation, path_override);
-    let context_path = req.attempt_dir.join(CONTEXT_FILE);
-    let output_path = req.attempt_dir.join(OUTPUT_FILE);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -107,8 +128,10 @@ async fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
             cmd.pre_exec(move || child_setup(parent));
         }
     }
-    cmd.spawn()
-        .map_err(|e| cannot_start(invocation.program(), &e))
+    cmd.spawn().map_err(|e| {
+        remove_scratch(req);
+        cannot_start(invocation.program(), &e)
+    })
 }
 
 fn command(invocation: &Invocation, path_override: bool) -> Command {
@@ -189,12 +212,17 @@ fn child_setup(parent: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn prepare_files(dir: &Path, cwd: Option<&Path>, context: &[u8]) -> Result<(), String> {
-    use std::fs::{DirBuilder, OpenOptions};
+fn prepare_files(
+    req: &ExecRequest,
+    context_path: &Path,
+    output_path: &Path,
+    context: &[u8],
+) -> Result<(), String> {
+    use std::fs::DirBuilder;
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
 
-    if let Some(cwd) = cwd {
+    if let Some(cwd) = &req.cwd {
         match std::fs::metadata(cwd) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -218,24 +246,50 @@ fn prepare_files(dir: &Path, cwd: Option<&Path>, context: &[u8]) -> Result<(), S
         }
     }
     // Private: the context may hold secrets meant for this task only.
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create attempt directory `{}`: {e}", dir.display()))?;
-    let write = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
+    let mut file = match fresh_file(context_path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The run's first attempt: make its scratch dir.
+            let dir = &req.scratch_dir;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create scratch directory `{}`: {e}", dir.display()))?;
+            fresh_file(context_path)
+        }
+        other => other,
+    }
+    .map_err(|e| file_err(context_path, e))?;
+    file.write_all(context)
+        .map_err(|e| file_err(context_path, e))?;
+    fresh_file(output_path)
+        .map(drop)
+        .map_err(|e| file_err(output_path, e))
+}
+
+fn file_err(path: &Path, e: io::Error) -> String {
+    format!("cannot write `{}`: {e}", path.display())
+}
+
+/// Creates an empty file only we can read. `create_new`, so a file planted under the name is
+/// never written through; one left by a taskdeck that died mid-attempt is replaced.
+fn fresh_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = || {
         OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(bytes))
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+            .open(path)
     };
-    write(CONTEXT_FILE, context)?;
-    write(OUTPUT_FILE, b"")
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            create()
+        }
+        other => other,
+    }
 }
 
 fn cannot_start(program: &str, e: &io::Error) -> String {
@@ -268,11 +322,32 @@ async fn supervise(
         );
     };
     let guard = KillOnDrop::new(pgid);
-    let out = pump(&mut child.stdout.take(), LogStream::Stdout, req, logs);
-    let err = pump(&mut child.stderr.take(), LogStream::Stderr, req, logs);
+    // Both output streams are read inside this task rather than in tasks of their own: two
+    // spawns and two cross-task wake-ups fewer per attempt. `pumps` ends when both streams do
+    // and gives stderr's last line.
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let mut pumps = std::pin::pin!(async {
+        let out = async {
+            match out {
+                Some(r) => lines::pump(r, LogStream::Stdout, &req.key, logs, &req.redactor).await,
+                None => None,
+            }
+        };
+        let err = async {
+            match err {
+                Some(r) => lines::pump(r, LogStream::Stderr, &req.key, logs, &req.redactor).await,
+                None => None,
+            }
+        };
+        tokio::join!(out, err).1
+    });
+    let mut pumped: Option<Option<String>> = None;
 
-    let (status, stop) = match watch(&mut child, pgid, req.timeout, control, reports, &system).await
-    {
+    let ended = {
+        let watching = watch(&mut child, pgid, req.timeout, control, reports, &system);
+        alongside(watching, &mut pumps, &mut pumped).await
+    };
+    let (status, stop) = match ended {
         Ended::Exited(status) => (status, None),
         Ended::Stopped(why) => {
             let reason = match why {
@@ -281,7 +356,8 @@ async fn supervise(
                 Stop::EngineGone => "taskdeck is stopping".to_string(),
             };
             system(format!("{reason}: sending SIGTERM to the process group"));
-            let status = terminate(&mut child, pgid, req.kill_grace, &system).await;
+            let stopping = terminate(&mut child, pgid, req.kill_grace, &system);
+            let status = alongside(stopping, &mut pumps, &mut pumped).await;
             (status, Some(why))
         }
     };
@@ -290,7 +366,16 @@ async fn supervise(
     // only race is a reused pid in the instant after the group emptied, which we accept.)
     drop(guard);
 
-    let stderr_tail = drain(out, err, &system).await;
+    let stderr_tail = match pumped {
+        Some(tail) => tail,
+        None => match tokio::time::timeout(DRAIN_LIMIT, &mut pumps).await {
+            Ok(tail) => tail,
+            Err(_) => {
+                system("output still open after the task ended (a process left its group?); stopped reading".to_string());
+                None
+            }
+        },
+    };
     let status = match status {
         Ok(s) => s,
         Err(e) => {
@@ -304,7 +389,7 @@ async fn supervise(
         Some(c) => format!("exited with code {c} after {elapsed:.2}s"),
         None => format!("{} after {elapsed:.2}s", describe_status(status)),
     });
-    conclude(req, status, stop, stderr_tail, &system).await
+    conclude(req, status, stop, stderr_tail, &system)
 }
 
 enum Ended {
@@ -361,7 +446,7 @@ async fn watch(
 }
 
 /// The attempt's result once its processes are gone and its output read.
-async fn conclude(
+fn conclude(
     req: &ExecRequest,
     status: ExitStatus,
     stop: Option<Stop>,
@@ -379,17 +464,14 @@ async fn conclude(
             code,
             "taskdeck stopped while the task ran".to_string(),
         ),
-        (None, Some(0)) => {
-            let path = req.attempt_dir.join(OUTPUT_FILE);
-            match outputs::read(&path, req.max_output_bytes).await {
-                Ok(outputs) => ExecResult::succeeded(code, outputs),
-                Err(e) => {
-                    let error = req.redactor.redact(&e.to_string()).into_owned();
-                    system(format!("outputs rejected: {error}"));
-                    ExecResult::failed(AttemptOutcome::Failed, code, error)
-                }
+        (None, Some(0)) => match outputs::read(&req.output_path(), req.max_output_bytes) {
+            Ok(outputs) => ExecResult::succeeded(code, outputs),
+            Err(e) => {
+                let error = req.redactor.redact(&e.to_string()).into_owned();
+                system(format!("outputs rejected: {error}"));
+                ExecResult::failed(AttemptOutcome::Failed, code, error)
             }
-        }
+        },
         (None, Some(c)) => {
             let error = match stderr_tail {
                 Some(tail) => format!("exited with code {c}: {tail}"),
@@ -405,40 +487,20 @@ fn timeout_message(timeout: Option<Duration>) -> String {
     format!("timed out after {}", human(timeout.unwrap_or_default()))
 }
 
-type Pump = Option<JoinHandle<Option<String>>>;
-
-fn pump<R>(reader: &mut Option<R>, stream: LogStream, req: &ExecRequest, logs: &LogStore) -> Pump
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    let reader = reader.take()?;
-    Some(tokio::spawn(lines::pump(
-        reader,
-        stream,
-        req.key.clone(),
-        logs.clone(),
-        req.redactor.clone(),
-    )))
-}
-
-/// Waits for both output readers to see end of input; returns stderr's last non-empty line.
-async fn drain(out: Pump, err: Pump, system: &impl Fn(String)) -> Option<String> {
-    let mut handles: Vec<(bool, JoinHandle<Option<String>>)> = Vec::new();
-    handles.extend(out.map(|h| (false, h)));
-    handles.extend(err.map(|h| (true, h)));
-    let limit = Instant::now() + DRAIN_LIMIT;
-    let mut tail = None;
-    for (is_err, mut h) in handles {
-        match tokio::time::timeout_at(limit, &mut h).await {
-            Ok(Ok(last)) if is_err => tail = last,
-            Ok(_) => {}
-            Err(_) => {
-                h.abort();
-                system("output still open after the task ended (a process left its group?); stopped reading".to_string());
-            }
+/// Runs `main` to its end while also driving the output readers, until they finish (their
+/// result goes to `pumped`).
+async fn alongside<T>(
+    main: impl Future<Output = T>,
+    pumps: &mut (impl Future<Output = Option<String>> + Unpin),
+    pumped: &mut Option<Option<String>>,
+) -> T {
+    let mut main = std::pin::pin!(main);
+    loop {
+        tokio::select! {
+            v = &mut main => return v,
+            tail = &mut *pumps, if pumped.is_none() => *pumped = Some(tail),
         }
     }
-    tail
 }
 
 /// TERM (and CONT, so a paused group can act on it) to the group, up to `grace` for it to go

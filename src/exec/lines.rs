@@ -1,8 +1,6 @@
 //! Turns a task's stdout or stderr into log lines: split on `\n`, lossy UTF-8, one line capped in
 //! size so a task printing without newlines cannot eat memory, secrets masked.
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::{AttemptKey, Redactor};
@@ -60,9 +58,9 @@ pub fn to_text(buf: &[u8], truncated: bool) -> String {
 pub async fn pump<R: AsyncRead + Unpin>(
     reader: R,
     stream: LogStream,
-    key: AttemptKey,
-    logs: LogStore,
-    redactor: Arc<Redactor>,
+    key: &AttemptKey,
+    logs: &LogStore,
+    redactor: &Redactor,
 ) -> Option<String> {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
@@ -85,7 +83,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if stream == LogStream::Stderr && !text.trim().is_empty() {
             last = Some(text.clone());
         }
-        logs.push(&key, stream, text);
+        logs.push(key, stream, text);
     }
     last
 }

@@ -11,7 +11,7 @@ mod outputs;
 
 pub use builtin::{FAIL_MESSAGE, run_instant};
 pub use cmdline::{CmdlineError, Invocation, needs_shell, plan};
-pub use command::{CONTEXT_FILE, OUTPUT_FILE};
+pub use command::{CONTEXT_SUFFIX, OUTPUT_SUFFIX};
 pub use lines::MAX_LINE_BYTES;
 pub use outputs::{OutputsError, parse as parse_outputs};
 
@@ -69,10 +69,33 @@ pub struct ExecRequest {
     pub kill_grace: Duration,
     /// Exactly what the task may read; written to the file named by `TASKDECK_CONTEXT`.
     pub context: Value,
-    /// A private directory for this attempt (context file, outputs file).
-    pub attempt_dir: PathBuf,
+    /// A private directory (mode 0700, created when first needed) shared by the run's
+    /// attempts; this attempt's context and outputs files are named by `scratch_name` in it, so
+    /// an attempt costs no directory of its own.
+    pub scratch_dir: PathBuf,
+    /// Stem of this attempt's scratch files (`task-4.2`), unique within `scratch_dir`.
+    pub scratch_name: String,
     pub redactor: Arc<Redactor>,
     pub max_output_bytes: usize,
+}
+
+impl ExecRequest {
+    /// The file named by `TASKDECK_CONTEXT`.
+    pub fn context_path(&self) -> PathBuf {
+        self.scratch_file(CONTEXT_SUFFIX)
+    }
+
+    /// The file named by `TASKDECK_OUTPUT`.
+    pub fn output_path(&self) -> PathBuf {
+        self.scratch_file(OUTPUT_SUFFIX)
+    }
+
+    fn scratch_file(&self, suffix: &str) -> PathBuf {
+        let mut name = String::with_capacity(self.scratch_name.len() + suffix.len());
+        name.push_str(&self.scratch_name);
+        name.push_str(suffix);
+        self.scratch_dir.join(name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,8 +254,13 @@ impl Redactor {
 /// output lines go to `logs`. `Started` is sent even when the process cannot start (with no pid),
 /// so every attempt reports the same two steps.
 ///
-/// Call it from async code on the runtime (not from `spawn_blocking`): the child dies with the
-/// thread that forked it (`PR_SET_PDEATHSIG`), so that must be a long-lived worker thread.
+/// A command's process is started right here, on the caller's thread, and `Started` is queued
+/// before this returns: the engine finds it on its next look at the channel instead of being
+/// woken for it by another thread. Supervision then goes on in a task of its own.
+///
+/// Call it from async code on the runtime (not from `spawn_blocking`): without the guardian the
+/// child dies with the thread that forked it (`PR_SET_PDEATHSIG`), so that must be a long-lived
+/// worker thread.
 pub fn spawn(
     req: ExecRequest,
     reports: mpsc::UnboundedSender<ExecMsg>,
@@ -257,7 +285,10 @@ pub fn spawn(
         return ExecHandle { control };
     };
     match req.work.clone() {
-        Work::Command(line) => rt.spawn(command::run(req, line, rx, reports, logs)),
+        Work::Command(line) => {
+            let child = command::start_reported(&req, &line, &reports, &logs);
+            rt.spawn(command::run(req, child, rx, reports, logs))
+        }
         Work::Builtin(b) => rt.spawn(builtin::run(req, b, rx, reports, logs)),
     };
     ExecHandle { control }

@@ -24,13 +24,14 @@ pub enum OutputsError {
     EmptyKey { line: usize },
 }
 
-/// Reads and parses the outputs file; a missing file means no outputs.
-pub async fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsError> {
+/// Reads and parses the outputs file; a missing file means no outputs. Blocking, but the file
+/// is small and on tmpfs: cheaper than two hops to the blocking pool.
+pub fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsError> {
     let read_err = |source| OutputsError::Read {
         path: path.display().to_string(),
         source,
     };
-    let len = match tokio::fs::metadata(path).await {
+    let len = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
         Err(e) => return Err(read_err(e)),
@@ -39,7 +40,7 @@ pub async fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, Outpu
     if len > limit as u64 {
         return Err(OutputsError::TooBig { bytes: len, limit });
     }
-    let bytes = tokio::fs::read(path).await.map_err(read_err)?;
+    let bytes = std::fs::read(path).map_err(read_err)?;
     let text = String::from_utf8(bytes).map_err(|_| OutputsError::NotUtf8)?;
     let map = parse(&text)?;
     let json_len = serde_json::to_vec(&map).map_or(0, |v| v.len());
@@ -125,13 +126,13 @@ mod tests {
         assert!(matches!(parse("{\"a\": 1"), Err(OutputsError::BadJson(_))));
     }
 
-    #[tokio::test]
-    async fn size_limit_and_missing_file() {
+    #[test]
+    fn size_limit_and_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outputs");
-        assert!(read(&path, 10).await.unwrap().is_empty());
+        assert!(read(&path, 10).unwrap().is_empty());
         std::fs::write(&path, "k=0123456789").unwrap();
-        let e = read(&path, 10).await.unwrap_err();
+        let e = read(&path, 10).unwrap_err();
         assert_eq!(
             e.to_string(),
             "outputs are 12 bytes, over the limit of 10 (defaults.max_output_bytes)"
@@ -139,9 +140,9 @@ mod tests {
         // Small file, but larger once it is JSON.
         std::fs::write(&path, "a=1\nb=2").unwrap();
         assert!(matches!(
-            read(&path, 8).await,
+            read(&path, 8),
             Err(OutputsError::TooBig { bytes: 13, .. })
         ));
-        assert_eq!(read(&path, 100).await.unwrap().len(), 2);
+        assert_eq!(read(&path, 100).unwrap().len(), 2);
     }
 }
