@@ -87,7 +87,7 @@ impl Drop for Tmux {
 }
 
 #[test]
-fn demo_retry_approve_and_exit_with_the_runs_code() {
+fn demo_retry_pause_resume_approve_and_exit_with_the_runs_code() {
     if !Tmux::available() {
         eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
         return;
@@ -130,6 +130,16 @@ fn demo_retry_approve_and_exit_with_the_runs_code() {
         s.contains("Task release") && s.contains("waiting_approval")
     });
     assert!(s.contains("filter: release"), "{s}");
+
+    // Pause it with `p`, then resume it with `p`: it goes back to waiting for approval.
+    t.keys(&["p"]);
+    t.wait_for("release to be paused", 30, |s| {
+        s.contains("Task release") && s.contains("release  paused")
+    });
+    t.keys(&["p"]);
+    t.wait_for("release to wait for approval again", 30, |s| {
+        s.contains("release  waiting_approval")
+    });
     t.keys(&["a"]);
 
     // The run succeeds; the console stays on the final state until q, then exits 0.
