@@ -11,12 +11,6 @@ use crate::config::Config;
 use crate::console::{Console, Remote};
 
 pub fn run(args: AttachArgs, config: Config) -> color_eyre::Result<u8> {
-    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        eprintln!(
-            "taskdeck: attach opens a console and needs a terminal; in scripts use `taskdeck status RUN --to URL`"
-        );
-        return Ok(2);
-    }
     let client = match Client::new(&args.url, args.token.clone(), args.cacert.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -42,6 +36,12 @@ pub fn run(args: AttachArgs, config: Config) -> color_eyre::Result<u8> {
                 _ => {}
             }
             return Ok(e.exit_code());
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            eprintln!(
+                "taskdeck: attach opens a console and needs a terminal; in scripts use `taskdeck status RUN --to URL`"
+            );
+            return Ok(2);
         }
         super::run::log_to_file();
         let console = Console::Remote(Remote::new(client));

@@ -7,7 +7,7 @@ use crate::model::Millis;
 
 /// First wait after a dropped connection; doubled on each failure up to `BACKOFF_MAX`.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(15);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How long to wait before connection attempt number `failures` (1 = right after the first
 /// failure): exponential, capped.
@@ -66,6 +66,7 @@ impl Link {
             LinkState::Refused(why) => format!("refused: {why}"),
         };
         match (self.latency_ms, &self.state) {
+            (Some(0), LinkState::Connected) => format!("REMOTE {} · <1 ms · {state}", self.server),
             (Some(ms), LinkState::Connected) => {
                 format!("REMOTE {} · {ms} ms · {state}", self.server)
             }
@@ -121,6 +122,8 @@ mod tests {
         l.state = LinkState::Connected;
         l.latency_ms = Some(12);
         assert_eq!(l.text(0), "REMOTE 127.0.0.1:7070 · 12 ms · connected");
+        l.latency_ms = Some(0);
+        assert_eq!(l.text(0), "REMOTE 127.0.0.1:7070 · <1 ms · connected");
         l.state = LinkState::Reconnecting {
             at: 10_000,
             why: "connection refused".into(),

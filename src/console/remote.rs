@@ -311,18 +311,28 @@ impl Remote {
     }
 }
 
+/// The server's 403 ("this token's role is viewer; POST … needs operator") in a few words
+/// that fit a narrow status bar.
+pub fn polite_refusal(detail: &str) -> String {
+    let word_after = |key: &str| {
+        let rest = &detail[detail.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_alphanumeric()).next()
+    };
+    match (word_after("role is "), word_after("needs ")) {
+        (Some(have), Some(need)) => {
+            format!("refused: needs an {need} token (this one is a {have}'s)")
+        }
+        _ => format!("refused: {detail}"),
+    }
+}
+
 /// A client error as the operator should read it in the status bar.
 fn refusal(e: ClientError) -> ConsoleError {
     match e {
         ClientError::Denied {
             status: 403,
             detail,
-        } => {
-            let role = detail.split(';').next().unwrap_or(&detail);
-            ConsoleError::Refused(format!(
-                "refused: {role}, which may look but not act; ask for an operator's token"
-            ))
-        }
+        } => ConsoleError::Refused(polite_refusal(&detail)),
         ClientError::Denied { detail, .. } => ConsoleError::Refused(detail),
         ClientError::Api {
             detail, problems, ..
@@ -331,5 +341,21 @@ fn refusal(e: ClientError) -> ConsoleError {
             None => ConsoleError::Refused(detail),
         },
         other => ConsoleError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_viewer_is_refused_in_few_words() {
+        assert_eq!(
+            polite_refusal(
+                "this token's role is viewer; POST /api/v1/runs/x/tasks/y/retry needs operator"
+            ),
+            "refused: needs an operator token (this one is a viewer's)"
+        );
+        assert_eq!(polite_refusal("no"), "refused: no");
     }
 }
