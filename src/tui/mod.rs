@@ -61,6 +61,7 @@ pub fn initial_app(console: &Console, opts: &Options) -> App {
     problems.extend(errors);
     let mut app = App::new(console.location(), theme, keymap);
     app.exit_on_finish = opts.exit_on_finish;
+    app.link = console.link().map(|l| l.borrow().clone());
     app.now = now_millis();
     if !problems.is_empty() {
         app.say(problems.join("; "), app::Level::Error);
