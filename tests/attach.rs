@@ -139,6 +139,17 @@ async fn a_remote_console_follows_acts_and_is_refused_as_a_viewer() {
     assert!(!lines.is_empty());
     let history = console.history().await.expect("history");
     assert!(history.iter().any(|h| h.id == run));
+
+    // A sequence number the server cannot resume from (another server's): the feed reads the
+    // snapshot again and hands it over whole, then follows on from it.
+    let mut stale = console.events(mirror.last_seq + 1000).await.expect("feed");
+    match tokio::time::timeout(Duration::from_secs(60), stale.next()).await {
+        Ok(Some(FeedItem::Reset(st))) => {
+            assert_eq!(st.last_seq, engine_state.last_seq);
+            assert_eq!(runs_json(&st), runs_json(&engine_state));
+        }
+        other => panic!("expected a fresh snapshot, got {other:?}"),
+    }
 }
 
 const SLOW: &str = r#"
