@@ -1,11 +1,17 @@
 //! The one interface a console (the TUI) uses to reach an engine: `Local` wraps an embedded
-//! `EngineHandle`; a `Remote` HTTP client joins later. The TUI never touches `EngineHandle`.
+//! `EngineHandle`, `Remote` a taskdeck server's HTTP API (`remote`). The TUI never knows which.
 //!
 //! A client follows the engine with "list + watch": `snapshot()` once, then `events(seq)` from
 //! the snapshot's `last_seq` on, folding every event into its own `EngineState`. Logs are pulled
 //! (`task_log`/`engine_log` from a line number on) whenever `log_feed` says something new arrived.
 
-use tokio::sync::broadcast;
+pub mod link;
+pub mod remote;
+
+use tokio::sync::{broadcast, mpsc, watch};
+
+pub use link::{Link, LinkState};
+pub use remote::Remote;
 
 use crate::engine::state::EngineState;
 use crate::engine::{EngineError, EngineHandle, Recovered, Subscription};
@@ -14,7 +20,10 @@ use crate::history::{self, HistoryEntry, PastRun};
 use crate::model::{Command, Event, EventKind, LogLine, RunId, TaskIdx, now_millis};
 use crate::spec::Workflow;
 use crate::store::Journal;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use crate::config::Config;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsoleError {
@@ -39,6 +48,7 @@ impl From<EngineError> for ConsoleError {
 #[derive(Clone)]
 pub enum Console {
     Local(EngineHandle),
+    Remote(Remote),
 }
 
 impl Console {
@@ -46,6 +56,15 @@ impl Console {
     pub fn location(&self) -> &'static str {
         match self {
             Console::Local(_) => "local",
+            Console::Remote(_) => "remote",
+        }
+    }
+
+    /// A remote console's connection (state and latency) as it changes; `None` locally.
+    pub fn link(&self) -> Option<watch::Receiver<Link>> {
+        match self {
+            Console::Local(_) => None,
+            Console::Remote(r) => Some(r.link()),
         }
     }
 
@@ -56,25 +75,76 @@ impl Console {
     ) -> Result<RunId, ConsoleError> {
         match self {
             Console::Local(e) => Ok(e.submit(workflow, source).await?),
+            // The server reads the file's text itself (and checks it against its own agents).
+            Console::Remote(r) => {
+                let json = source
+                    .as_deref()
+                    .is_some_and(|s| s.trim_start().starts_with('{'));
+                r.submit(source, json).await
+            }
+        }
+    }
+
+    /// Starts a run of a workflow file (`:run FILE`). Locally it is loaded and checked here;
+    /// a remote console reads the text and lets the server check it against its own agents.
+    pub async fn submit_file(&self, path: PathBuf, config: &Config) -> Result<RunId, String> {
+        if let Console::Remote(r) = self {
+            let text = tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let json = path.extension().is_some_and(|e| e == "json");
+            return r
+                .submit(Some(text), json)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()));
+        }
+        let p = path.clone();
+        let cfg = config.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let wf = crate::spec::load_path(&p, &cfg)?;
+            let text = std::fs::read_to_string(&p).ok();
+            Ok::<_, crate::spec::LoadError>((wf, text))
+        })
+        .await
+        .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        match loaded {
+            Ok((wf, text)) => self.submit(wf, text).await.map_err(|e| e.to_string()),
+            Err(crate::spec::LoadError::Read { path, source }) => {
+                Err(format!("cannot read {}: {source}", path.display()))
+            }
+            Err(crate::spec::LoadError::Invalid(diags)) => {
+                let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
+                let first = first.lines().next().unwrap_or("").to_string();
+                Err(format!(
+                    "{}: {} problem{} (see `taskdeck validate`): {first}",
+                    path.display(),
+                    diags.len(),
+                    if diags.len() == 1 { "" } else { "s" }
+                ))
+            }
         }
     }
 
     pub async fn command(&self, cmd: Command) -> Result<(), ConsoleError> {
         match self {
             Console::Local(e) => Ok(e.command(cmd).await?),
+            Console::Remote(r) => r.command(cmd).await,
         }
     }
 
     pub async fn snapshot(&self) -> Result<Box<EngineState>, ConsoleError> {
         match self {
             Console::Local(e) => Ok(e.snapshot().await?),
+            Console::Remote(r) => r.snapshot().await,
         }
     }
 
-    /// Every event after `from_seq`, then live ones, with no gap and no duplicate.
+    /// Every event after `from_seq`, then live ones, with no gap and no duplicate. A remote
+    /// feed reconnects by itself; when it cannot resume it hands over a fresh snapshot.
     pub async fn events(&self, from_seq: u64) -> Result<EventFeed, ConsoleError> {
         match self {
             Console::Local(e) => Ok(EventFeed::Local(e.subscribe(from_seq).await?)),
+            Console::Remote(r) => Ok(EventFeed::Remote(r.events(from_seq))),
         }
     }
 
@@ -103,6 +173,7 @@ impl Console {
                 }
                 Ok(lines)
             }
+            Console::Remote(r) => r.task_log(run, task, attempt, since).await,
         }
     }
 
@@ -114,6 +185,7 @@ impl Console {
     ) -> Result<Vec<LogLine>, ConsoleError> {
         match self {
             Console::Local(e) => Ok(e.logs().engine_lines(run, since)),
+            Console::Remote(r) => r.engine_log(run, since).await,
         }
     }
 
@@ -121,6 +193,11 @@ impl Console {
     pub fn log_feed(&self) -> LogFeed {
         match self {
             Console::Local(e) => LogFeed::Local(e.logs().subscribe()),
+            Console::Remote(_) => {
+                let mut every = tokio::time::interval(remote::LOG_POLL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                LogFeed::Poll(every)
+            }
         }
     }
 
@@ -132,6 +209,7 @@ impl Console {
                 let now = now_millis();
                 Ok(runs.iter().map(|r| HistoryEntry::of(r, now)).collect())
             }
+            Console::Remote(r) => r.history().await,
         }
     }
 
@@ -177,6 +255,7 @@ impl Console {
                     ))
                 })
             }
+            Console::Remote(r) => r.open_past(run).await,
         }
     }
 
@@ -216,6 +295,9 @@ impl Console {
                 };
                 read_log_file(path, run.clone(), task.map(|t| t.0), attempt, since).await
             }
+            Console::Remote(_) => Err(ConsoleError::Refused(
+                "the server does not serve the logs of past runs; read them on its machine (taskdeck logs)".into(),
+            )),
         }
     }
 
@@ -224,6 +306,9 @@ impl Console {
     pub async fn resume(&self, run: &RunId) -> Result<(Recovered, Vec<String>), ConsoleError> {
         match self {
             Console::Local(e) => Ok(e.resume(run).await?),
+            Console::Remote(_) => Err(ConsoleError::Refused(format!(
+                "a server takes interrupted runs over when it starts; restart `taskdeck serve`, or `taskdeck resume {run}` on its machine"
+            ))),
         }
     }
 
@@ -245,6 +330,17 @@ impl Console {
                     ))),
                 }
             }
+            Console::Remote(r) => {
+                // The run's recorded workflow text, sent back as a new run.
+                let past = r.open_past(run).await?;
+                let source = past.run.source.clone().ok_or_else(|| {
+                    ConsoleError::Refused(format!(
+                        "the server keeps no workflow text for run {run}"
+                    ))
+                })?;
+                let json = source.trim_start().starts_with('{');
+                r.submit(Some(source), json).await
+            }
         }
     }
 
@@ -254,6 +350,8 @@ impl Console {
             Console::Local(e) => {
                 let _ = e.shutdown().await;
             }
+            // The feed and pinger end when the console drops their receivers.
+            Console::Remote(_) => {}
         }
     }
 }
@@ -289,15 +387,26 @@ fn store_err(e: crate::store::StoreError) -> ConsoleError {
     ConsoleError::Unavailable(e.to_string())
 }
 
+/// What an event feed delivers.
+#[derive(Debug)]
+pub enum FeedItem {
+    Event(Arc<Event>),
+    /// The feed could not resume without a gap: this is the whole state now, follow on from
+    /// its `last_seq` (the feed already does).
+    Reset(Box<EngineState>),
+}
+
 pub enum EventFeed {
     Local(Subscription),
+    Remote(mpsc::Receiver<FeedItem>),
 }
 
 impl EventFeed {
-    /// The next event, or `None` once the engine is gone.
-    pub async fn next(&mut self) -> Option<Arc<Event>> {
+    /// The next event (or fresh snapshot), or `None` once the engine is gone.
+    pub async fn next(&mut self) -> Option<FeedItem> {
         match self {
-            EventFeed::Local(s) => s.next().await,
+            EventFeed::Local(s) => s.next().await.map(FeedItem::Event),
+            EventFeed::Remote(rx) => rx.recv().await,
         }
     }
 }
@@ -312,6 +421,8 @@ pub enum LogNotice {
 
 pub enum LogFeed {
     Local(broadcast::Receiver<LogLine>),
+    /// A remote console asks for the shown log's new lines now and then.
+    Poll(tokio::time::Interval),
 }
 
 impl LogFeed {
@@ -323,6 +434,10 @@ impl LogFeed {
                 Err(broadcast::error::RecvError::Lagged(_)) => Some(LogNotice::Missed),
                 Err(broadcast::error::RecvError::Closed) => None,
             },
+            LogFeed::Poll(every) => {
+                every.tick().await;
+                Some(LogNotice::Missed)
+            }
         }
     }
 }

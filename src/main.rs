@@ -14,7 +14,9 @@ fn main() -> ExitCode {
         Commands::Run(a) => cli::run::opens_console(&a.opts),
         Commands::Resume(a) => cli::run::opens_console(&a.opts),
         Commands::Rerun(a) => cli::run::opens_console(&a.opts),
-        Commands::Console(_) => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        Commands::Console(_) | Commands::Attach(_) => {
+            std::io::IsTerminal::is_terminal(&std::io::stdout())
+        }
         _ => false,
     };
     if !console {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
         Commands::Serve(args) => cli::serve::run(args, config),
+        Commands::Attach(args) => cli::attach::run(args, config),
         Commands::Submit(args) => cli::remote::submit(args),
         Commands::Status(args) => cli::remote::status(args),
         Commands::Retry(args) => cli::remote::retry(args),

@@ -310,3 +310,156 @@ run = "echo all done"
     let s = t.wait_for("the console to exit", 30, |s| s.contains("EXIT="));
     assert!(s.contains("EXIT=0"), "{s}");
 }
+
+/// `taskdeck serve` on an ephemeral port, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Server {
+    fn start(home: &Path, tokens: &Path) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--tokens"])
+            .arg(tokens)
+            .env("TASKDECK_HOME", home)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("taskdeck serve starts");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("serve prints where it listens");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ADMIN: &str = "admin-e2e-0123456789abcdef";
+const OPERATOR: &str = "operator-e2e-0123456789abc";
+const VIEWER: &str = "viewer-e2e-0123456789abcde";
+
+#[test]
+fn attach_retries_a_failed_task_on_the_server_and_refuses_a_viewer_politely() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let tokens = home.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("admin {ADMIN}\noperator {OPERATOR}\nviewer {VIEWER}\n"),
+    )
+    .unwrap();
+    // `flaky` fails until a marker exists, and leaves the marker: a retry succeeds.
+    let marker = home.path().join("fixed");
+    let flow = home.path().join("flaky.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "name = \"flaky\"\n\n[tasks.prep]\nbuiltin = \"noop\"\n\n[tasks.flaky]\nneeds = [\"prep\"]\nrun = 'sh -c \"if [ -f {m} ]; then echo fixed; else touch {m}; echo broken; exit 1; fi\"'\n\n[tasks.after]\nneeds = [\"flaky\"]\nbuiltin = \"echo done\"\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(home.path(), &tokens);
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let submitted = Command::new(bin)
+        .arg("submit")
+        .arg(&flow)
+        .args(["--to", &server.url, "--token", ADMIN])
+        .env("TASKDECK_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(submitted.status.success(), "{submitted:?}");
+
+    let attach = |token: &str, tag: &str| {
+        let cmd = format!(
+            "TASKDECK_HOME={} {bin} attach {} --token {token}; echo EXIT=$?; sleep 60",
+            home.path().display(),
+            server.url
+        );
+        Tmux::start(tag, &cmd, 120, 40)
+    };
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+
+    // The viewer sees the failed run and is refused when it presses `r`.
+    let v = attach(VIEWER, "viewer");
+    let s = v.wait_for("the failed run", 30, |s| {
+        s.contains("✗ flaky") && s.contains("failed")
+    });
+    assert!(s.contains(&format!("REMOTE 127.0.0.1:{port}")), "{s}");
+    v.wait_for("the link", 30, |s| s.contains("ms · connected"));
+    v.keys(&["l"]);
+    v.wait_for("flaky selected", 10, |s| s.contains("Task flaky"));
+    v.keys(&["r"]);
+    let s = v.wait_for("the refusal", 30, |s| s.contains("needs an operator token"));
+    assert!(s.contains("✗ flaky"), "nothing changed: {s}");
+    v.keys(&["q"]);
+    v.wait_for("the viewer to leave", 10, |s| s.contains("EXIT=0"));
+
+    // The operator retries it, sees it succeed and the run finish.
+    let o = attach(OPERATOR, "operator");
+    o.wait_for("the failed run", 30, |s| s.contains("✗ flaky"));
+    o.keys(&["l"]);
+    o.wait_for("flaky selected", 10, |s| s.contains("Task flaky"));
+    o.keys(&["r"]);
+    o.wait_for("the retry to succeed", 60, |s| {
+        s.contains("✓ flaky") && s.contains("✓ after") && s.contains("✓ succeeded")
+    });
+    // The new attempt's log comes too.
+    o.wait_for("the second attempt's log", 30, |s| {
+        s.contains("flaky #2") && s.contains("fixed")
+    });
+    o.keys(&["q"]);
+    o.wait_for("the console to close", 10, |s| s.contains("EXIT=0"));
+}
+
+#[test]
+fn attach_says_why_before_taking_the_screen() {
+    let home = tempfile::tempdir().unwrap();
+    let tokens = home.path().join("tokens");
+    std::fs::write(&tokens, format!("viewer {VIEWER}\n")).unwrap();
+    let server = Server::start(home.path(), &tokens);
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("attach")
+            .args(args)
+            .env("TASKDECK_HOME", home.path())
+            .env_remove("TASKDECK_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[&server.url, "--token", "not-a-valid-token-at-all"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("the token is not valid"), "{err}");
+    let (code, err) = run(&[&server.url]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--token"), "{err}");
+    let (code, err) = run(&["http://127.0.0.1:1", "--token", VIEWER]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    let (code, err) = run(&["ftp://x", "--token", VIEWER]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("http://HOST:PORT"), "{err}");
+}

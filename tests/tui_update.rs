@@ -859,3 +859,22 @@ fn clicking_a_history_row_puts_the_cursor_on_it() {
     assert_eq!(f.app.hist_sel, None);
     assert_eq!(f.app.run().unwrap().id, f.run);
 }
+
+#[test]
+fn a_fresh_snapshot_replaces_the_mirror_and_keeps_the_selection() {
+    let mut f = Feed::running();
+    f.key("l");
+    let selected = f.selected().to_string();
+    // The state a remote console reads again after its feed could not resume: further on.
+    let mut later = Feed::running();
+    later.succeed(2);
+    let mut state = later.app.mirror.clone();
+    state.runs[0].id = f.run.clone();
+    let renamed = state.runs.swap_remove_index(0).unwrap();
+    state.runs.insert(f.run.clone(), renamed.1);
+    assert!(update(&mut f.app, Msg::Resync(Box::new(state))));
+    let run = f.app.run().expect("the run is still shown");
+    assert_eq!(run.tasks[2].state, TaskState::Succeeded);
+    assert_eq!(f.selected(), selected);
+    assert!(f.app.layouts.contains_key(&f.run));
+}

@@ -421,3 +421,36 @@ fn past_run_read_only_200x60_refuses_operator_keys() {
     f.key("r");
     insta::assert_snapshot!(screen(&mut f, 200, 60));
 }
+
+fn remote(f: &mut Feed, state: taskdeck::console::LinkState) {
+    f.app.location = "remote";
+    let mut link = taskdeck::console::Link::new("deck.example.com:7070");
+    link.state = state;
+    link.latency_ms = Some(23);
+    update(&mut f.app, Msg::Link(link));
+}
+
+#[test]
+fn remote_connected_80x24() {
+    let mut f = Feed::running();
+    remote(&mut f, taskdeck::console::LinkState::Connected);
+    let s = screen(&mut f, 80, 24);
+    assert!(s.contains("REMOTE deck.example.com:7070 · 23 ms · connected"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn remote_reconnecting_120x40() {
+    let mut f = Feed::failed();
+    let at = f.app.now + 4_000;
+    remote(
+        &mut f,
+        taskdeck::console::LinkState::Reconnecting {
+            at,
+            why: "connection refused".into(),
+        },
+    );
+    let s = screen(&mut f, 120, 40);
+    assert!(s.contains("REMOTE deck.example.com:7070 · reconnecting in 4s"));
+    insta::assert_snapshot!(s);
+}

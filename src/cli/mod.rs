@@ -44,6 +44,8 @@ pub enum Commands {
     Graph(GraphArgs),
     /// Run the engine headless behind an HTTP API.
     Serve(ServeArgs),
+    /// Open the console on a server: every view and key, over its API.
+    Attach(AttachArgs),
     /// Submit a workflow file to a server (`--to URL`) and print the new run's id.
     Submit(SubmitArgs),
     /// A run's state on a server: counts, and the tasks that need attention.
@@ -262,6 +264,22 @@ pub struct ServeArgs {
     pub store: StoreArg,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// The server's address, e.g. http://127.0.0.1:7070 (also TASKDECK_URL).
+    #[arg(value_name = "URL", env = "TASKDECK_URL")]
+    pub url: String,
+    /// Bearer token (also TASKDECK_TOKEN); a viewer's token looks, an operator's acts.
+    #[arg(long, env = "TASKDECK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Over https: a PEM certificate to trust (a self-signed server).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Console colour theme (as for `taskdeck run`).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+}
+
 /// Where a CLI client sends its request.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RemoteArg {
@@ -315,6 +333,7 @@ pub struct ActionArgs {
     pub remote: RemoteArg,
 }
 
+pub mod attach;
 pub mod graph;
 pub mod history;
 pub mod remote;

@@ -209,6 +209,43 @@ impl Client {
             .await
     }
 
+    /// The engine's whole state, ready to fold later events into (see `EngineState::restore`).
+    pub async fn state(&self) -> Result<crate::engine::state::EngineState, ClientError> {
+        let mut st: crate::engine::state::EngineState = self
+            .json(self.request(Method::GET, "/api/v1/snapshot"))
+            .await?;
+        st.restore();
+        Ok(st)
+    }
+
+    /// One run's state (live or from the store's journal).
+    pub async fn run_state(&self, id: &str) -> Result<crate::engine::state::Run, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Snap {
+            run: crate::engine::state::Run,
+        }
+        let snap: Snap = self
+            .json(self.request(Method::GET, &format!("/api/v1/runs/{}", seg(id))))
+            .await?;
+        let mut st = crate::engine::state::EngineState::new(
+            crate::engine::state::Limits {
+                max_parallel: u32::MAX,
+                pool: Default::default(),
+            },
+            [],
+        );
+        let run = snap.run;
+        let key = run.id.clone();
+        st.runs.insert(key.clone(), run);
+        st.restore();
+        st.runs
+            .swap_remove(&key)
+            .ok_or_else(|| ClientError::Protocol {
+                url: self.base.clone(),
+                detail: "the run went missing".into(),
+            })
+    }
+
     pub async fn agents(&self) -> Result<Value, ClientError> {
         self.json(self.request(Method::GET, "/api/v1/agents")).await
     }

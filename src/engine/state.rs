@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{
@@ -20,7 +20,7 @@ use crate::spec::{Action, AgentSpec, OnFail, Resources, Workflow};
 /// Ready-queue order: priority, then critical-path rank, then file order.
 pub type ReadyKey = (u8, u32, Reverse<TaskIdx>);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
     pub number: u32,
     pub agent: Arc<str>,
@@ -29,13 +29,13 @@ pub struct Attempt {
     pub finished_at: Option<Millis>,
     pub outcome: Option<AttemptOutcome>,
     pub exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Task {
     pub state: TaskState,
     pub attempts: Vec<Attempt>,
@@ -45,15 +45,15 @@ pub struct Task {
     pub outputs: Map<String, Value>,
     pub approved: bool,
     /// Why it is skipped, failed by a gate, or blocked.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Millis>,
     /// The state to return to on resume.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_from: Option<TaskState>,
     /// When its own work finished successfully (for compensation order and durations).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
     pub compensated: bool,
     /// Needs not yet satisfied.
@@ -97,13 +97,13 @@ impl Task {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     pub passed: bool,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Gate {
     pub state: GateState,
     /// One entry per check once it has a result.
@@ -135,15 +135,15 @@ pub struct ReadyClass {
     pub agents: Vec<Arc<str>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub id: RunId,
     pub workflow: Arc<Workflow>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     pub state: RunState,
     pub submitted_at: Millis,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
     pub tasks: Vec<Task>,
     pub gates: Vec<Gate>,
@@ -181,7 +181,60 @@ pub struct RunIndex {
     pub completion_order: Vec<TaskIdx>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl RunIndex {
+    /// The derived structure of a workflow, with empty queues.
+    fn of(wf: &Workflow) -> RunIndex {
+        let n = wf.tasks.len();
+        let needs: Vec<Vec<TaskIdx>> = wf.tasks.iter().map(|t| t.needs.clone()).collect();
+        let analysis = crate::graph::analyze(&needs);
+        let mut dependents = vec![Vec::new(); n];
+        for (i, t) in wf.tasks.iter().enumerate() {
+            for d in &t.needs {
+                dependents[*d as usize].push(i as TaskIdx);
+            }
+        }
+        let mut gates_of = vec![Vec::new(); n];
+        for (g, gate) in wf.gates.iter().enumerate() {
+            for t in &gate.after {
+                gates_of[*t as usize].push(g as u32);
+            }
+        }
+        let by_id = wf
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i as TaskIdx))
+            .collect();
+        let mut class_keys: Vec<ClassKey> = Vec::new();
+        let mut class_lookup: HashMap<ClassKey, u16> = HashMap::new();
+        let mut class_of = Vec::with_capacity(n);
+        for t in &wf.tasks {
+            let key = ClassKey {
+                requires: t.requires.clone(),
+                agent: t.agent.clone(),
+                action: action_class(&t.action),
+            };
+            let next = class_keys.len() as u16;
+            let c = *class_lookup.entry(key.clone()).or_insert_with(|| {
+                class_keys.push(key);
+                next
+            });
+            class_of.push(c);
+        }
+        RunIndex {
+            by_id,
+            dependents,
+            rank: analysis.rank,
+            gates_of,
+            classes: vec![ReadyClass::default(); class_keys.len()],
+            class_of,
+            class_keys,
+            ..RunIndex::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentState {
     pub name: Arc<str>,
     pub spec: AgentSpec,
@@ -232,14 +285,14 @@ impl AgentState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Limits {
     /// Engine-wide cap on assigned + running tasks.
     pub max_parallel: u32,
     pub pool: Resources,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineState {
     pub runs: IndexMap<RunId, Run>,
     pub agents: IndexMap<Arc<str>, AgentState>,
@@ -540,6 +593,36 @@ impl EngineState {
 
     pub fn run(&self, id: &RunId) -> Option<&Run> {
         self.runs.get(id)
+    }
+
+    /// Rebuilds what serialization leaves out (indexes, dependency counters, ready queues), so
+    /// a state read back from its JSON (a remote console's snapshot) folds later events exactly
+    /// like the engine's own. Budgets and timers are the engine's business and stay empty.
+    pub fn restore(&mut self) {
+        for run in self.runs.values_mut() {
+            run.index = RunIndex::of(&run.workflow);
+            let mut done: Vec<(Millis, TaskIdx)> = Vec::new();
+            for t in 0..run.tasks.len() as TaskIdx {
+                run.recount_unmet(t);
+                let task = &run.tasks[t as usize];
+                match task.state {
+                    TaskState::Ready => run.requeue(t),
+                    TaskState::Assigned | TaskState::Running => run.index.active += 1,
+                    TaskState::Succeeded => done.push((task.finished_at.unwrap_or(0), t)),
+                    _ => {}
+                }
+            }
+            done.sort();
+            run.index.completion_order = done.into_iter().map(|(_, t)| t).collect();
+        }
+        let roster: Vec<(Arc<str>, AgentSpec)> = self
+            .agents
+            .values()
+            .map(|a| (a.name.clone(), a.spec.clone()))
+            .collect();
+        for r in self.runs.values_mut() {
+            refresh_classes(r, &roster);
+        }
     }
 
     /// Applies one event. Pure: the same events in the same order give the same state.
@@ -975,27 +1058,6 @@ impl EngineState {
 
     fn submit(&mut self, id: RunId, wf: Arc<Workflow>, source: Option<String>, now: Millis) {
         let n = wf.tasks.len();
-        let needs: Vec<Vec<TaskIdx>> = wf.tasks.iter().map(|t| t.needs.clone()).collect();
-        let analysis = crate::graph::analyze(&needs);
-        let mut dependents = vec![Vec::new(); n];
-        for (i, t) in wf.tasks.iter().enumerate() {
-            for d in &t.needs {
-                dependents[*d as usize].push(i as TaskIdx);
-            }
-        }
-        let mut gates_of = vec![Vec::new(); n];
-        for (g, gate) in wf.gates.iter().enumerate() {
-            for t in &gate.after {
-                gates_of[*t as usize].push(g as u32);
-            }
-        }
-        let by_id = wf
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.clone(), i as TaskIdx))
-            .collect();
-
         // Workflow agents join the roster (a redefinition replaces the old spec).
         for (name, spec) in &wf.agents {
             let key: Arc<str> = name.as_str().into();
@@ -1007,24 +1069,6 @@ impl EngineState {
                 }
             }
         }
-
-        let mut class_keys: Vec<ClassKey> = Vec::new();
-        let mut class_lookup: HashMap<ClassKey, u16> = HashMap::new();
-        let mut class_of = Vec::with_capacity(n);
-        for t in &wf.tasks {
-            let key = ClassKey {
-                requires: t.requires.clone(),
-                agent: t.agent.clone(),
-                action: action_class(&t.action),
-            };
-            let next = class_keys.len() as u16;
-            let c = *class_lookup.entry(key.clone()).or_insert_with(|| {
-                class_keys.push(key);
-                next
-            });
-            class_of.push(c);
-        }
-        let classes = vec![ReadyClass::default(); class_keys.len()];
 
         let mut counts = [0u32; 13];
         counts[state_slot(TaskState::Pending)] = n as u32;
@@ -1042,6 +1086,7 @@ impl EngineState {
             })
             .collect();
         let mut run = Run {
+            index: RunIndex::of(&wf),
             id: id.clone(),
             workflow: wf.clone(),
             source,
@@ -1053,16 +1098,6 @@ impl EngineState {
             cancel_requested: false,
             counts,
             agent_memory: HashMap::new(),
-            index: RunIndex {
-                by_id,
-                dependents,
-                rank: analysis.rank,
-                gates_of,
-                class_of,
-                classes,
-                class_keys,
-                ..RunIndex::default()
-            },
         };
         for i in 0..n {
             if run.tasks[i].unmet == 0 {

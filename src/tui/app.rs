@@ -37,6 +37,10 @@ pub enum Msg {
     Engine(Arc<Event>),
     /// The engine's event feed ended.
     EngineGone,
+    /// A remote feed could not resume without a gap: the whole state, to mirror from now on.
+    Resync(Box<EngineState>),
+    /// A remote console's connection changed (state, latency).
+    Link(crate::console::Link),
     Log(LogNotice),
     LogLines {
         key: LogKey,
@@ -246,6 +250,8 @@ pub struct App {
     /// Whether the console captures the mouse (else the terminal selects text natively).
     pub mouse: bool,
     pub engine_gone: bool,
+    /// A remote console's connection, for the status bar.
+    pub link: Option<crate::console::Link>,
     /// Where `:run` completes file names.
     pub cwd: PathBuf,
     /// Runs in the store that are not live here, newest first.
@@ -301,6 +307,7 @@ impl App {
             quit: false,
             mouse: true,
             engine_gone: false,
+            link: None,
             cwd: std::env::current_dir().unwrap_or_default(),
             history: Vec::new(),
             history_off: None,
@@ -440,6 +447,15 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
             app.engine_gone = true;
             app.say("the engine has stopped", Level::Error);
             true
+        }
+        Msg::Resync(state) => {
+            resync(app, *state);
+            true
+        }
+        Msg::Link(link) => {
+            let changed = app.link.as_ref() != Some(&link);
+            app.link = Some(link);
+            changed
         }
         Msg::Log(notice) => on_log_notice(app, notice),
         Msg::LogLines { key, since, lines } => on_log_lines(app, key, since, lines),
@@ -1535,6 +1551,27 @@ fn fetch_more(app: &mut App) {
     app.logs.fetching = true;
     let since = app.logs.first + app.logs.lines.len();
     app.effects.push(Effect::FetchLog { key, since });
+}
+
+/// Takes a fresh snapshot as the mirror (a remote feed that could not resume), keeping the
+/// selection where it can, then reads the shown log again.
+fn resync(app: &mut App, state: EngineState) {
+    let selected = app.run().map(|r| r.id.clone());
+    app.mirror = state;
+    app.layouts.retain(|id, _| app.mirror.runs.contains_key(id));
+    let ids: Vec<RunId> = app.mirror.runs.keys().cloned().collect();
+    for id in ids {
+        if !app.layouts.contains_key(&id) {
+            app.on_new_run(&id);
+        }
+    }
+    if app.hist_sel.is_none() {
+        let i = selected
+            .and_then(|id| app.mirror.runs.get_index_of(&id))
+            .unwrap_or(0);
+        app.run_sel = i.min(app.mirror.runs.len().saturating_sub(1));
+    }
+    on_log_notice(app, LogNotice::Missed);
 }
 
 fn on_log_notice(app: &mut App, n: LogNotice) -> bool {

@@ -16,7 +16,6 @@ pub mod terminal;
 pub mod theme;
 pub mod views;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant as StdInstant;
@@ -28,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::console::Console;
+use crate::console::{Console, FeedItem};
 use crate::model::{RunId, now_millis};
 use app::{App, Effect, Msg};
 use dag_layout::DagLayout;
@@ -62,6 +61,7 @@ pub fn initial_app(console: &Console, opts: &Options) -> App {
     problems.extend(errors);
     let mut app = App::new(console.location(), theme, keymap);
     app.exit_on_finish = opts.exit_on_finish;
+    app.link = console.link().map(|l| l.borrow().clone());
     app.now = now_millis();
     if !problems.is_empty() {
         app.say(problems.join("; "), app::Level::Error);
@@ -114,13 +114,29 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
     }));
     let t = tx.clone();
     tasks.push(tokio::spawn(async move {
-        while let Some(ev) = events.next().await {
-            if t.send(Msg::Engine(ev)).is_err() {
+        while let Some(item) = events.next().await {
+            let msg = match item {
+                FeedItem::Event(ev) => Msg::Engine(ev),
+                FeedItem::Reset(state) => Msg::Resync(state),
+            };
+            if t.send(msg).is_err() {
                 return;
             }
         }
         let _ = t.send(Msg::EngineGone);
     }));
+    if let Some(mut link) = console.link() {
+        let t = tx.clone();
+        let _ = t.send(Msg::Link(link.borrow_and_update().clone()));
+        tasks.push(tokio::spawn(async move {
+            while link.changed().await.is_ok() {
+                let now = link.borrow_and_update().clone();
+                if t.send(Msg::Link(now)).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
     let t = tx.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(n) = log_feed.next().await {
@@ -179,7 +195,9 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
             unseen_input = None;
         }
         let frame_due = pacer.deadline(StdInstant::now()).map(Instant::from_std);
-        let ticking = app.animating() || app.message.is_some();
+        let ticking = app.animating()
+            || app.message.is_some()
+            || app.link.as_ref().is_some_and(|l| l.counting());
         // Input first: a key never waits behind the engine's backlog.
         let first = tokio::select! {
             biased;
@@ -400,42 +418,10 @@ fn run_effects(app: &mut App, console: &Console, opts: &Options, tx: &mpsc::Unbo
             Effect::Submit(path) => {
                 let config = opts.config.clone();
                 tokio::spawn(async move {
-                    let result = submit_file(&console, path, &config).await;
+                    let result = console.submit_file(path, &config).await;
                     let _ = tx.send(Msg::Submitted(result));
                 });
             }
-        }
-    }
-}
-
-async fn submit_file(
-    console: &Console,
-    path: PathBuf,
-    config: &Config,
-) -> Result<crate::model::RunId, String> {
-    let p = path.clone();
-    let cfg = config.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let wf = crate::spec::load_path(&p, &cfg)?;
-        let text = std::fs::read_to_string(&p).ok();
-        Ok::<_, crate::spec::LoadError>((wf, text))
-    })
-    .await
-    .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
-    match loaded {
-        Ok((wf, text)) => console.submit(wf, text).await.map_err(|e| e.to_string()),
-        Err(crate::spec::LoadError::Read { path, source }) => {
-            Err(format!("cannot read {}: {source}", path.display()))
-        }
-        Err(crate::spec::LoadError::Invalid(diags)) => {
-            let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
-            let first = first.lines().next().unwrap_or("").to_string();
-            Err(format!(
-                "{}: {} problem{} (see `taskdeck validate`): {first}",
-                path.display(),
-                diags.len(),
-                if diags.len() == 1 { "" } else { "s" }
-            ))
         }
     }
 }

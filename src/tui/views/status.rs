@@ -14,11 +14,21 @@ use crate::tui::app::{App, Level, Overlay, PromptKind};
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let base = Style::default().fg(t.status_fg).bg(t.status_bg);
+    let (label, trouble) = match &app.link {
+        Some(link) => (link.text(app.now), !link.healthy()),
+        None => (app.location.to_uppercase(), false),
+    };
     let mut spans = vec![Span::styled(
-        format!(" {} ", app.location.to_uppercase()),
+        format!(" {label} "),
         Style::default()
             .fg(t.selection_fg)
-            .bg(if app.engine_gone { t.error } else { t.info })
+            .bg(if app.engine_gone {
+                t.error
+            } else if trouble {
+                t.warning
+            } else {
+                t.info
+            })
             .add_modifier(Modifier::BOLD),
     )];
     if app.read_only() {
