@@ -129,7 +129,9 @@ async fn history_opens_past_runs_with_logs_resumes_and_reruns() {
     assert!(before.iter().any(|l| l.line == "one"), "{before:?}");
     wait_for_file(&dir.path().join("started.2")).await;
     std::fs::write(dir.path().join("go"), "").unwrap();
-    let Console::Local(e) = &console;
+    let Console::Local(e) = &console else {
+        unreachable!("the console was made local above")
+    };
     assert_eq!(e.wait_finished(&cut).await.unwrap(), RunState::Succeeded);
     // Resuming it again, or a finished run, is refused with a reason.
     let again = console.resume(&finished).await.unwrap_err().to_string();
