@@ -289,9 +289,7 @@ impl Console {
                 .await
                 .map_err(|e| ConsoleError::Unavailable(e.to_string()))?
             }
-            Console::Remote(_) => Err(ConsoleError::Refused(
-                "the server does not serve the logs of past runs; read them on its machine (taskdeck logs)".into(),
-            )),
+            Console::Remote(r) => r.past_log(run, task, attempt, since).await,
         }
     }
 

@@ -194,6 +194,36 @@ impl Remote {
         })
     }
 
+    /// A past run's task log (the server reads the file its journal indexes). The engine's
+    /// own log of a past run stays on the server's machine.
+    pub async fn past_log(
+        &self,
+        run: &RunId,
+        task: Option<(TaskIdx, String)>,
+        attempt: u32,
+        since: usize,
+    ) -> Result<Vec<LogLine>, ConsoleError> {
+        let Some((idx, name)) = task else {
+            return Err(ConsoleError::Refused(
+                "the engine log of a past run is kept on the server's machine".into(),
+            ));
+        };
+        let page = self
+            .timed(
+                self.client
+                    .task_log(run.as_str(), &name, Some(attempt), since),
+            )
+            .await?;
+        Ok(page
+            .lines
+            .into_iter()
+            .map(|mut l| {
+                l.task = Some(idx);
+                l
+            })
+            .collect())
+    }
+
     /// The event feed: a task of its own follows the server, the console reads a channel.
     pub fn events(&self, from_seq: u64) -> mpsc::Receiver<FeedItem> {
         let (tx, rx) = mpsc::channel(1024);
