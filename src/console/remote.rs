@@ -24,6 +24,9 @@ use crate::model::{Command, EventKind, LogLine, RunId, TaskIdx, now_millis};
 const PING_EVERY: Duration = Duration::from_secs(3);
 /// A ping without an answer in this time counts as a dropped connection.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a request may go unanswered before it counts as failed (the console never
+/// waits on it, but the operator should hear about it).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the log pane asks for new lines (the server has no feed of all logs).
 pub const LOG_POLL: Duration = Duration::from_secs(1);
 
@@ -79,7 +82,15 @@ impl Remote {
         f: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ConsoleError> {
         let started = Instant::now();
-        let r = f.await;
+        let r = match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(ConsoleError::Unavailable(format!(
+                    "no answer from the server in {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                )));
+            }
+        };
         match &r {
             Ok(_) | Err(ClientError::Api { .. } | ClientError::Denied { .. }) => {
                 self.note_latency(started.elapsed())
@@ -237,7 +248,13 @@ impl Remote {
     async fn follow(self, mut last: u64, tx: mpsc::Sender<FeedItem>) {
         let mut failures = 0u32;
         loop {
-            let why = match self.client.events(Some(last), None).await {
+            let open = tokio::time::timeout(PING_TIMEOUT, self.client.events(Some(last), None));
+            let why = match open.await.unwrap_or_else(|_| {
+                Err(ClientError::Connect {
+                    url: self.client.base().to_string(),
+                    detail: "no answer in time".into(),
+                })
+            }) {
                 Ok(mut stream) => {
                     self.set_state(LinkState::Connected);
                     failures = 0;
