@@ -109,7 +109,7 @@ fn ndjson(lines: &[LogLine]) -> String {
     out
 }
 
-/// A task attempt's log lines.
+/// A task attempt's log lines: a live run's, or a finished run's from the file its journal indexes.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/tasks/{task}/logs", tag = "logs",
     params(("id" = String, Path), ("task" = String, Path), LogQuery),
     responses((status = 200, body = LogPage, description = "JSON; with follow=true newline-delimited JSON lines"),
