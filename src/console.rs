@@ -295,9 +295,7 @@ impl Console {
                 };
                 read_log_file(path, run.clone(), task.map(|t| t.0), attempt, since).await
             }
-            Console::Remote(_) => Err(ConsoleError::Refused(
-                "the server does not serve the logs of past runs; read them on its machine (taskdeck logs)".into(),
-            )),
+            Console::Remote(r) => r.past_log(run, task, attempt, since).await,
         }
     }
 

@@ -219,3 +219,60 @@ async fn the_feed_resumes_after_the_server_goes_away_with_no_gap_and_no_duplicat
     .await;
     assert_eq!(runs_json(&mid), runs_json(&engine_state));
 }
+
+fn engine_with_store(home: &std::path::Path) -> EngineHandle {
+    let store = taskdeck::store::open(&taskdeck::store::StoreUrl::Sqlite(home.join("journal.db")))
+        .expect("store");
+    let mut opts = EngineOptions::from_config(Config::default());
+    opts.log_dir = home.join("logs");
+    opts.work_dir = home.join("work");
+    opts.journal = Some(taskdeck::store::Journal::spawn(store).expect("journal"));
+    EngineHandle::start(opts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_past_run_opens_remotely_with_its_task_log_and_reruns() {
+    let home = tempfile::tempdir().expect("tmp");
+    // A run finished by an earlier engine on the same store.
+    let first = engine_with_store(home.path());
+    let wf = "name = \"past\"\n[tasks.say]\nrun = \"echo hello from the past\"\n";
+    let (_app, url) = serve(&first, "127.0.0.1:0").await;
+    let console = Console::Remote(remote(&url, ADMIN));
+    let mut mirror = *console.snapshot().await.expect("snapshot");
+    let mut feed = console.events(mirror.last_seq).await.expect("feed");
+    let run = remote(&url, ADMIN)
+        .submit(Some(wf.to_string()), false)
+        .await
+        .expect("submit");
+    follow(&mut feed, &mut mirror, |m| {
+        m.run(&run).is_some_and(|r| r.state.is_terminal())
+    })
+    .await;
+    first.shutdown().await.expect("shutdown");
+
+    let second = engine_with_store(home.path());
+    let (_app2, url) = serve(&second, "127.0.0.1:0").await;
+    let console = Console::Remote(remote(&url, ADMIN));
+    assert!(console.snapshot().await.expect("snapshot").runs.is_empty());
+    let history = console.history().await.expect("history");
+    assert!(
+        history
+            .iter()
+            .any(|h| h.id == run && h.state == "succeeded")
+    );
+    let past = console.open_past(&run).await.expect("open past");
+    assert_eq!(past.run.tasks[0].state, TaskState::Succeeded);
+    let lines = console
+        .past_log(&run, Some((0, "say".into())), 1, 0)
+        .await
+        .expect("past log");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.line.contains("hello from the past") && l.task == Some(0)),
+        "{lines:?}"
+    );
+    // Re-run: the recorded workflow text goes back to the server as a new run.
+    let again = console.rerun(&run).await.expect("rerun");
+    assert_ne!(again, run);
+}

@@ -24,6 +24,9 @@ use crate::model::{Command, EventKind, LogLine, RunId, TaskIdx, now_millis};
 const PING_EVERY: Duration = Duration::from_secs(3);
 /// A ping without an answer in this time counts as a dropped connection.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a request may go unanswered before it counts as failed (the console never
+/// waits on it, but the operator should hear about it).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the log pane asks for new lines (the server has no feed of all logs).
 pub const LOG_POLL: Duration = Duration::from_secs(1);
 
@@ -79,7 +82,15 @@ impl Remote {
         f: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ConsoleError> {
         let started = Instant::now();
-        let r = f.await;
+        let r = match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(ConsoleError::Unavailable(format!(
+                    "no answer from the server in {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                )));
+            }
+        };
         match &r {
             Ok(_) | Err(ClientError::Api { .. } | ClientError::Denied { .. }) => {
                 self.note_latency(started.elapsed())
@@ -194,6 +205,36 @@ impl Remote {
         })
     }
 
+    /// A past run's task log (the server reads the file its journal indexes). The engine's
+    /// own log of a past run stays on the server's machine.
+    pub async fn past_log(
+        &self,
+        run: &RunId,
+        task: Option<(TaskIdx, String)>,
+        attempt: u32,
+        since: usize,
+    ) -> Result<Vec<LogLine>, ConsoleError> {
+        let Some((idx, name)) = task else {
+            return Err(ConsoleError::Refused(
+                "the engine log of a past run is kept on the server's machine".into(),
+            ));
+        };
+        let page = self
+            .timed(
+                self.client
+                    .task_log(run.as_str(), &name, Some(attempt), since),
+            )
+            .await?;
+        Ok(page
+            .lines
+            .into_iter()
+            .map(|mut l| {
+                l.task = Some(idx);
+                l
+            })
+            .collect())
+    }
+
     /// The event feed: a task of its own follows the server, the console reads a channel.
     pub fn events(&self, from_seq: u64) -> mpsc::Receiver<FeedItem> {
         let (tx, rx) = mpsc::channel(1024);
@@ -207,7 +248,13 @@ impl Remote {
     async fn follow(self, mut last: u64, tx: mpsc::Sender<FeedItem>) {
         let mut failures = 0u32;
         loop {
-            let why = match self.client.events(Some(last), None).await {
+            let open = tokio::time::timeout(PING_TIMEOUT, self.client.events(Some(last), None));
+            let why = match open.await.unwrap_or_else(|_| {
+                Err(ClientError::Connect {
+                    url: self.client.base().to_string(),
+                    detail: "no answer in time".into(),
+                })
+            }) {
                 Ok(mut stream) => {
                     self.set_state(LinkState::Connected);
                     failures = 0;

@@ -109,7 +109,7 @@ fn ndjson(lines: &[LogLine]) -> String {
     out
 }
 
-/// A task attempt's log lines.
+/// A task attempt's log lines: a live run's, or a finished run's from the file its journal indexes.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/tasks/{task}/logs", tag = "logs",
     params(("id" = String, Path), ("task" = String, Path), LogQuery),
     responses((status = 200, body = LogPage, description = "JSON; with follow=true newline-delimited JSON lines"),
@@ -122,8 +122,15 @@ pub async fn task_log(
     let run = RunId::from(id.as_str());
     // Subscribe before reading so no line falls between the read and the feed.
     let feed = app.engine.logs().subscribe();
-    let (key, finished) = attempt_of(&app, &run, &task, q.attempt).await?;
     let since = q.since.unwrap_or(0);
+    let (key, finished) = match attempt_of(&app, &run, &task, q.attempt).await {
+        Ok(found) => found,
+        // Not a live run: a finished one's log, from the file the journal indexes.
+        Err(e) => match past_log(&app, &run, &task, q.attempt, since).await? {
+            Some(page) => return Ok(Json(page).into_response()),
+            None => return Err(e),
+        },
+    };
     if !q.follow {
         let (lines, next) = read(&app, &key, since);
         return Ok(Json(LogPage {
@@ -153,6 +160,47 @@ pub async fn task_log(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// A past run's task log from the journal's index of log files (the latest attempt unless
+/// one is named); `None` when the journal knows no such run, task or attempt.
+async fn past_log(
+    app: &AppState,
+    run: &RunId,
+    task: &str,
+    attempt: Option<u32>,
+    since: usize,
+) -> Result<Option<LogPage>, ApiError> {
+    let Some(journal) = app.engine.journal() else {
+        return Ok(None);
+    };
+    let id = run.clone();
+    let files = journal.call(move |b| b.log_files(&id)).await?;
+    let Some(file) = files
+        .into_iter()
+        .filter(|f| f.task == task && attempt.is_none_or(|a| a == f.attempt))
+        .max_by_key(|f| f.attempt)
+    else {
+        return Ok(None);
+    };
+    let (run, number) = (run.clone(), file.attempt);
+    let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(&file.path))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let lines = match text {
+        Ok(text) => crate::history::parse_log(&text, since, &run, None, number),
+        // A task that printed nothing has no file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
+    };
+    Ok(Some(LogPage {
+        run: run.to_string(),
+        task: Some(task.to_string()),
+        attempt: number,
+        next: since + lines.len(),
+        finished: true,
+        lines,
+    }))
 }
 
 /// Following one attempt's log.
