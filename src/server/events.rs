@@ -42,6 +42,37 @@ pub struct StreamNotice {
     pub last_seq: u64,
 }
 
+/// Events encoded to JSON once and shared by every stream: a `run_submitted` carries the whole
+/// workflow, and a hundred streams should not encode it a hundred times.
+#[derive(Default)]
+pub struct EventCache {
+    map: std::sync::Mutex<std::collections::HashMap<u64, Arc<str>>>,
+}
+
+/// Encoded events kept; past it the older half is dropped.
+const CACHED_EVENTS: usize = 1 << 15;
+
+impl EventCache {
+    fn json(&self, ev: &Event) -> Arc<str> {
+        if let Some(j) = self.lock().get(&ev.seq) {
+            return j.clone();
+        }
+        // Encoded outside the lock: two streams may both encode an event, none waits.
+        let json: Arc<str> = serde_json::to_string(ev).unwrap_or_default().into();
+        let mut map = self.lock();
+        if map.len() >= CACHED_EVENTS {
+            let floor = ev.seq.saturating_sub(CACHED_EVENTS as u64 / 2);
+            map.retain(|seq, _| *seq >= floor);
+        }
+        map.insert(ev.seq, json.clone());
+        json
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<str>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 const OPEN: u8 = 0;
 const LAGGED: u8 = 1;
 const RESET: u8 = 2;
@@ -49,6 +80,7 @@ const CLOSING: u8 = 3;
 
 /// One client's queue of events and why it ended.
 struct Feed {
+    cache: Arc<EventCache>,
     rx: mpsc::Receiver<Arc<Event>>,
     end: Arc<AtomicU8>,
     since: u64,
@@ -67,6 +99,7 @@ impl Feed {
             // A client of an earlier server (or store): these sequence numbers mean nothing here.
             end.store(RESET, Ordering::SeqCst);
             return Ok(Feed {
+                cache: app.events.clone(),
                 rx,
                 end,
                 since,
@@ -116,6 +149,7 @@ impl Feed {
             metrics.stream_closed();
         });
         Ok(Feed {
+            cache: app.events.clone(),
             rx,
             end,
             since,
@@ -190,10 +224,10 @@ pub async fn sse(
     let feed = Feed::start(&app, since, q.run.map(|r| RunId::from(r.as_str()))).await?;
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let item = match feed.next().await? {
-            Ok(ev) => match serde_json::to_string(&*ev) {
-                Ok(json) => SseEvent::default().id(ev.seq.to_string()).data(json),
-                Err(e) => SseEvent::default().event("error").data(e.to_string()),
-            },
+            Ok(ev) => {
+                let json = feed.cache.json(&ev);
+                SseEvent::default().id(ev.seq.to_string()).data(&*json)
+            }
             Err(notice) => SseEvent::default()
                 .event(notice.kind.clone())
                 .data(serde_json::to_string(&notice).unwrap_or_default()),
@@ -268,10 +302,7 @@ async fn pump(mut socket: WebSocket, mut feed: Feed, beat: std::time::Duration) 
         tokio::select! {
             item = feed.next() => {
                 let msg = match item {
-                    Some(Ok(ev)) => match serde_json::to_string(&*ev) {
-                        Ok(json) => Message::Text(json.into()),
-                        Err(_) => continue,
-                    },
+                    Some(Ok(ev)) => Message::Text(feed.cache.json(&ev).to_string().into()),
                     Some(Err(notice)) => {
                         let text = serde_json::to_string(&notice).unwrap_or_default();
                         let _ = socket.send(Message::Text(text.into())).await;

@@ -62,6 +62,8 @@ pub struct AppState {
     pub config: Arc<crate::config::Config>,
     pub tokens: Arc<Tokens>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Events encoded once for all streams.
+    pub events: Arc<events::EventCache>,
     pub opts: Arc<ServeOptions>,
     /// Becomes `true` when the server shuts down: streams end.
     pub closing: watch::Receiver<bool>,
@@ -84,6 +86,7 @@ impl AppState {
             config,
             tokens: Arc::new(tokens),
             metrics,
+            events: Arc::default(),
             opts: Arc::new(opts),
             closing: rx,
             shutdown: Arc::new(tx),
