@@ -585,7 +585,7 @@ impl Actor {
                 logs: self.new_logs.clone(),
             };
             if !batch.is_empty() {
-                match journal.call(move |b| b.append(&batch)).await {
+                match journal.call_inline(move |b| b.append(&batch)).await {
                     Ok(()) => {
                         if self.journal_failure.take().is_some() {
                             self.log_everywhere("the journal accepts writes again".into());

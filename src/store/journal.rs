@@ -2,7 +2,7 @@
 //! and the PostgreSQL client must not run inside the engine's runtime), and the engine awaits
 //! each call without blocking its own thread.
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use tokio::sync::oneshot;
 
@@ -16,6 +16,10 @@ type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 pub struct Journal {
     tx: mpsc::Sender<Job>,
     location: String,
+    /// The store, shared with the thread (which locks it per job).
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+    /// Whether `call_inline` may use the store on the caller's thread.
+    inline: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -27,17 +31,38 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
-    pub fn spawn(mut backend: Box<dyn Backend>) -> std::io::Result<Journal> {
+    pub fn spawn(backend: Box<dyn Backend>) -> std::io::Result<Journal> {
         let location = backend.location();
+        let inline = backend.inline_ok();
+        let backend = Arc::new(Mutex::new(backend));
+        let shared = backend.clone();
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("taskdeck-journal".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    job(backend.as_mut());
+                    job(lock(&shared).as_mut());
                 }
             })?;
-        Ok(Journal { tx, location })
+        Ok(Journal {
+            tx,
+            location,
+            backend,
+            inline,
+        })
+    }
+
+    /// Runs `f` right here on the caller's thread when the store allows it (SQLite), else on
+    /// the store's thread. For the engine's commits: each one stands between a task's end and
+    /// the next task's start, so the trip to another thread and back is worth saving.
+    pub async fn call_inline<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.inline {
+            return f(lock(&self.backend).as_mut());
+        }
+        self.call(f).await
     }
 
     pub fn location(&self) -> &str {
@@ -68,4 +93,10 @@ impl Journal {
             detail: "the journal thread stopped".into(),
         }
     }
+}
+
+/// A job that panicked leaves the store as SQLite left it (its transaction rolled back), so
+/// the next one may go on.
+fn lock(backend: &Mutex<Box<dyn Backend>>) -> MutexGuard<'_, Box<dyn Backend>> {
+    backend.lock().unwrap_or_else(|e| e.into_inner())
 }

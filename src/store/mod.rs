@@ -292,6 +292,12 @@ pub struct StoredEvent {
 pub trait Backend: Send {
     /// `sqlite:///path` or the redacted postgres URL.
     fn location(&self) -> String;
+    /// Whether the engine may commit on its own thread (`Journal::call_inline`): true for a
+    /// store whose calls are short local work, false for a network client (PostgreSQL's runs
+    /// its own async runtime and must stay off the engine's).
+    fn inline_ok(&self) -> bool {
+        false
+    }
     /// Writes the batch in one transaction.
     fn append(&mut self, batch: &Batch) -> Result<()>;
     /// The highest event sequence number any engine wrote (new engines continue above it).
