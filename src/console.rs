@@ -205,7 +205,7 @@ impl Console {
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, ConsoleError> {
         match self {
             Console::Local(e) => {
-                let runs = journal(e)?.call(|b| b.runs()).await.map_err(store_err)?;
+                let runs = journal(e)?.read(|b| b.runs()).await.map_err(store_err)?;
                 let now = now_millis();
                 Ok(runs.iter().map(|r| HistoryEntry::of(r, now)).collect())
             }
@@ -222,7 +222,7 @@ impl Console {
                 let id = run.clone();
                 let started = std::time::Instant::now();
                 let (stored, orphaned) = journal(e)?
-                    .call(move |b| {
+                    .read(move |b| {
                         let now = now_millis();
                         let orphaned = b
                             .runs()?
@@ -275,7 +275,7 @@ impl Console {
                     Some((idx, name)) => {
                         let id = run.clone();
                         let files = journal(e)?
-                            .call(move |b| b.log_files(&id))
+                            .read(move |b| b.log_files(&id))
                             .await
                             .map_err(store_err)?;
                         match files
@@ -316,7 +316,7 @@ impl Console {
             Console::Local(e) => {
                 let id = run.clone();
                 let first = journal(e)?
-                    .call(move |b| b.submission(&id))
+                    .read(move |b| b.submission(&id))
                     .await
                     .map_err(store_err)?;
                 match first.map(|ev| ev.kind) {

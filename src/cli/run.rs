@@ -123,9 +123,20 @@ pub fn open_journal(store: &StoreArg, config: &Config) -> Result<Option<Journal>
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot prune old runs: {e}"),
     }
-    Journal::spawn(backend)
-        .map(Some)
-        .map_err(|e| format!("cannot start the journal thread: {e}"))
+    let journal =
+        Journal::spawn(backend).map_err(|e| format!("cannot start the journal thread: {e}"))?;
+    // A second connection for long reads (history, past runs), so they never delay commits.
+    // Without it those reads share the writer's thread: slower to interleave, still correct.
+    match crate::store::open(&url) {
+        Ok(reader) => journal
+            .with_reader(reader)
+            .map(Some)
+            .map_err(|e| format!("cannot start the journal's reader thread: {e}")),
+        Err(e) => {
+            tracing::warn!("cannot open a second connection to the store for reads: {e}");
+            Ok(Some(journal))
+        }
+    }
 }
 
 /// Whether a session opens the console: not `--headless`, and stdout is a terminal.

@@ -175,7 +175,7 @@ async fn past_log(
         return Ok(None);
     };
     let id = run.clone();
-    let files = journal.call(move |b| b.log_files(&id)).await?;
+    let files = journal.read(move |b| b.log_files(&id)).await?;
     let Some(file) = files
         .into_iter()
         .filter(|f| f.task == task && attempt.is_none_or(|a| a == f.attempt))

@@ -202,7 +202,7 @@ pub async fn list_runs(
         .await?;
     if let Some(journal) = app.engine.journal() {
         let now = crate::model::now_millis();
-        let stored = journal.call(|b| b.runs()).await?;
+        let stored = journal.read(|b| b.runs()).await?;
         for rec in stored {
             if runs.iter().any(|r| r.id == rec.row.id.as_str()) {
                 continue;
@@ -267,7 +267,7 @@ pub async fn get_run(
         return Err(ApiError::not_found(format!("no run `{id}`")));
     };
     let (run, seq) = journal
-        .call(move |b| fold_stored(b, &wanted))
+        .read(move |b| fold_stored(b, &wanted))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
     Ok(Json(RunSnapshot {

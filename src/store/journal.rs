@@ -1,6 +1,8 @@
 //! The journal as the engine sees it: the store lives on its own thread (database calls block,
 //! and the PostgreSQL client must not run inside the engine's runtime), and the engine awaits
-//! each call without blocking its own thread.
+//! each call without blocking its own thread. Long reads (history, a past run's events, log
+//! indexes) go to a second connection on a thread of its own when there is one, so they never
+//! hold up the engine's commits.
 
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
@@ -20,6 +22,8 @@ pub struct Journal {
     backend: Arc<Mutex<Box<dyn Backend>>>,
     /// Whether `call_inline` may use the store on the caller's thread.
     inline: bool,
+    /// A second connection, for reads only (`read`).
+    reader: Option<mpsc::Sender<Job>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -49,7 +53,39 @@ impl Journal {
             location,
             backend,
             inline,
+            reader: None,
         })
+    }
+
+    /// Gives the journal a second connection to the same store, on its own thread, for `read`.
+    pub fn with_reader(mut self, mut reader: Box<dyn Backend>) -> std::io::Result<Journal> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("taskdeck-journal-reader".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(reader.as_mut());
+                }
+            })?;
+        self.reader = Some(tx);
+        Ok(self)
+    }
+
+    /// Runs a read-only `f` on the reader connection (or, without one, on the store's thread).
+    /// For reads that may take long: they must not delay the engine's commits.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let Some(reader) = &self.reader else {
+            return self.call(f).await;
+        };
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |b| {
+            let _ = reply.send(f(b));
+        });
+        reader.send(job).map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
     }
 
     /// Runs `f` right here on the caller's thread when the store allows it (SQLite), else on
