@@ -272,7 +272,26 @@ async fn a_past_run_opens_remotely_with_its_task_log_and_reruns() {
             .any(|l| l.line.contains("hello from the past") && l.task == Some(0)),
         "{lines:?}"
     );
+    // Its engine log too, from the file the earlier engine wrote.
+    let engine_lines = console
+        .past_log(&run, None, 0, 0)
+        .await
+        .expect("engine log");
+    assert!(!engine_lines.is_empty(), "the engine log of a past run");
     // Re-run: the recorded workflow text goes back to the server as a new run.
     let again = console.rerun(&run).await.expect("rerun");
     assert_ne!(again, run);
+    // A changed file is a new version, numbered in the remote history as in the local one.
+    let changed = wf.replace("hello from the past", "hello again");
+    let newer = remote(&url, ADMIN)
+        .submit(Some(changed), false)
+        .await
+        .expect("submit changed");
+    let version_of = |h: &[taskdeck::history::HistoryEntry], id: &RunId| {
+        h.iter().find(|e| &e.id == id).map(|e| e.version_no)
+    };
+    let history = console.history().await.expect("history");
+    assert_eq!(version_of(&history, &run), Some(1));
+    assert_eq!(version_of(&history, &again), Some(1));
+    assert_eq!(version_of(&history, &newer), Some(2));
 }

@@ -186,8 +186,7 @@ impl Remote {
             .map(|r| HistoryEntry {
                 id: RunId::from(r.id.as_str()),
                 workflow: r.workflow,
-                // The listing does not number versions.
-                version_no: 1,
+                version_no: r.version.unwrap_or(1),
                 state: r.state,
                 submitted_at: r.submitted_at,
                 finished_at: r.finished_at,
@@ -205,8 +204,8 @@ impl Remote {
         })
     }
 
-    /// A past run's task log (the server reads the file its journal indexes). The engine's
-    /// own log of a past run stays on the server's machine.
+    /// A past run's task log, or its engine log (`task` is `None`): the server reads the
+    /// files its journal indexes.
     pub async fn past_log(
         &self,
         run: &RunId,
@@ -215,9 +214,10 @@ impl Remote {
         since: usize,
     ) -> Result<Vec<LogLine>, ConsoleError> {
         let Some((idx, name)) = task else {
-            return Err(ConsoleError::Refused(
-                "the engine log of a past run is kept on the server's machine".into(),
-            ));
+            let page = self
+                .timed(self.client.engine_log(run.as_str(), since))
+                .await?;
+            return Ok(page.lines);
         };
         let page = self
             .timed(

@@ -203,6 +203,44 @@ async fn past_log(
     }))
 }
 
+/// The engine's log of a run this server does not hold (an earlier engine's, in the store),
+/// from the file it was written to.
+async fn past_engine_log(
+    app: &AppState,
+    run: RunId,
+    since: usize,
+) -> Result<Json<LogPage>, ApiError> {
+    let no_run = || ApiError::not_found(format!("no run `{run}` here or in the store"));
+    let Some(journal) = app.engine.journal() else {
+        return Err(no_run());
+    };
+    let id = run.clone();
+    let known = journal
+        .read(move |b| Ok(b.runs()?.iter().any(|r| r.row.id == id)))
+        .await?;
+    if !known {
+        return Err(no_run());
+    }
+    let path = app.engine.logs().engine_path_of(&run);
+    let r = run.clone();
+    let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let lines = match text {
+        Ok(text) => crate::history::parse_log(&text, since, &r, None, 0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
+    };
+    Ok(Json(LogPage {
+        run: run.to_string(),
+        task: None,
+        attempt: 0,
+        next: since + lines.len(),
+        finished: true,
+        lines,
+    }))
+}
+
 /// Following one attempt's log.
 struct Follow {
     app: AppState,
@@ -287,12 +325,14 @@ pub async fn engine_log(
 ) -> Result<Json<LogPage>, ApiError> {
     let run = RunId::from(id.as_str());
     let key = run.clone();
-    let finished = app
+    let since = q.since.unwrap_or(0);
+    let live = app
         .engine
         .inspect(move |st| st.runs.get(&key).map(|r| r.state.is_terminal()))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no live run `{id}`")))?;
-    let since = q.since.unwrap_or(0);
+        .await?;
+    let Some(finished) = live else {
+        return past_engine_log(&app, run, since).await;
+    };
     let lines = app.engine.logs().engine_lines(&run, since);
     let next = since + lines.len();
     Ok(Json(LogPage {

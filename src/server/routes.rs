@@ -40,6 +40,10 @@ pub struct RunSummary {
     pub counts: BTreeMap<String, u32>,
     /// Executed by this server (its events stream live).
     pub live: bool,
+    /// Which version of this workflow name the run used: 1 for the first the store saw, 2 for
+    /// the next, ... (absent without a store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -204,7 +208,8 @@ pub async fn list_runs(
         let now = crate::model::now_millis();
         let stored = journal.read(|b| b.runs()).await?;
         for rec in stored {
-            if runs.iter().any(|r| r.id == rec.row.id.as_str()) {
+            if let Some(live) = runs.iter_mut().find(|r| r.id == rec.row.id.as_str()) {
+                live.version = Some(rec.version_no);
                 continue;
             }
             runs.push(RunSummary {
@@ -216,6 +221,7 @@ pub async fn list_runs(
                 tasks: rec.row.tasks,
                 counts: rec.row.counts.clone(),
                 live: false,
+                version: Some(rec.version_no),
             });
         }
     }
@@ -239,6 +245,7 @@ fn summary(run: &Run) -> RunSummary {
             .map(|(s, n)| (s.as_str().to_string(), n))
             .collect(),
         live: true,
+        version: None,
     }
 }
 
