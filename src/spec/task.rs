@@ -10,7 +10,7 @@ use super::decode::Dec;
 use super::node::{Entry, Node, Span, Val};
 use super::scalars;
 use super::template_ref::TemplateRef;
-use super::{Action, Backoff, Builtin, Resources, RetryPolicy, TaskSpec};
+use super::{Action, Backoff, Builtin, ReplyFormat, Resources, RetryPolicy, TaskSpec};
 
 pub const TASK_KEYS: &[&str] = &[
     "run",
@@ -32,6 +32,7 @@ pub const TASK_KEYS: &[&str] = &[
     "continue_on_failure",
     "matrix",
     "compensate",
+    "format",
 ];
 
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "delay", "max_delay", "jitter"];
@@ -102,6 +103,7 @@ pub fn decode<'n>(
         return t;
     };
     let mut action_key: Option<&str> = None;
+    let mut format_span: Option<Span> = None;
     for e in fields.iter() {
         let v = e.value;
         if v.is_null() {
@@ -203,8 +205,31 @@ pub fn decode<'n>(
                     spec.compensate = Some(s.to_string());
                 }
             }
+            "format" => match dec.str(v, key, "\"text\" or \"json\"") {
+                Some("text") => spec.format = ReplyFormat::Text,
+                Some("json") => {
+                    spec.format = ReplyFormat::Json;
+                    format_span = Some(v.span());
+                }
+                Some(other) => dec.push(
+                    v.span(),
+                    format!("unknown reply format `{other}`"),
+                    "use format = \"text\" or format = \"json\"",
+                ),
+                None => {}
+            },
             _ => dec.unknown_key(&e, TASK_KEYS, "a task"),
         }
+    }
+    // Only a prompt has a reply to parse; a command writes its outputs itself.
+    if let Some(span) = format_span
+        && action_key.is_some_and(|k| k != "prompt")
+    {
+        dec.push(
+            span,
+            format!("task `{}` sets format = \"json\" but is not a `prompt` task", t.id),
+            "`format` is for prompt replies; a `run` task writes JSON outputs to $TASKDECK_OUTPUT itself",
+        );
     }
     if action_key.is_none() {
         dec.push(
