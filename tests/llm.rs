@@ -510,7 +510,7 @@ fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
 #[test]
 fn binary_runs_an_llm_task_and_a_downstream_task_reads_its_json() {
     let server = Server::start();
-    let (out, r, _home) = run_flow(&server, "verdict");
+    let (out, r, home) = run_flow(&server, "verdict");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}\n{r:#}");
@@ -526,8 +526,32 @@ fn binary_runs_an_llm_task_and_a_downstream_task_reads_its_json() {
         server.seen.auth.lock().unwrap()[0].as_deref(),
         Some("Bearer sk-live-abcdef")
     );
-    let all = format!("{stdout}{stderr}{r}");
+    // Tokens and latency reach the engine log; the attempt log has the reply.
+    let logs = log_files(home.path());
+    let engine = &logs["engine.log"];
+    assert!(
+        engine.contains("`ask` attempt 1: 11 prompt + 3 completion tokens in"),
+        "{engine}"
+    );
+    assert!(
+        logs["task-0.1.log"].contains("\"verdict\": \"ship\""),
+        "{logs:#?}"
+    );
+    let all = format!("{stdout}{stderr}{r}{logs:?}");
     assert!(!all.contains("sk-live-abcdef"), "{all}");
+}
+
+/// Every log file of the (one) run under `home`, by file name.
+fn log_files(home: &std::path::Path) -> HashMap<String, String> {
+    let mut files = HashMap::new();
+    for run in std::fs::read_dir(home.join("state/logs")).unwrap() {
+        for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            files.insert(name, std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    files
 }
 
 #[test]

@@ -1655,6 +1655,15 @@ impl Actor {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 };
+                // An llm attempt's tokens and latency go to the engine log too.
+                let llm_line = task
+                    .open_attempt()
+                    .and_then(|a| self.state.agents.get(&a.agent))
+                    .filter(|a| a.spec.kind == AgentKind::Llm)
+                    .map(|_| llm::usage_line(&spec.id, key.attempt, &outputs));
+                if let Some(line) = llm_line {
+                    self.system_log(&key.run, line);
+                }
                 self.emit(
                     &key.run,
                     EventKind::TaskSucceeded {

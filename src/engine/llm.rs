@@ -65,3 +65,24 @@ pub fn call(
         format: task.format,
     })
 }
+
+/// `` `ask` attempt 1: 12 prompt + 40 completion tokens in 830 ms (model) `` for the engine log.
+pub fn usage_line(task: &str, attempt: u32, outputs: &Map<String, Value>) -> String {
+    let n = |k: &str| {
+        outputs
+            .get("usage")
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .map_or("?".to_string(), |n| n.to_string())
+    };
+    format!(
+        "`{task}` attempt {attempt}: {} prompt + {} completion tokens in {} ms ({})",
+        n("prompt_tokens"),
+        n("completion_tokens"),
+        outputs
+            .get("latency_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        outputs.get("model").and_then(Value::as_str).unwrap_or("?"),
+    )
+}
