@@ -132,6 +132,27 @@ fn hello_stream() -> Response<Body> {
     )
 }
 
+/// A stream whose network pieces cut events, JSON and lines anywhere, sent one by one.
+fn chunky() -> Response<Body> {
+    let mut text = String::new();
+    for piece in ["first li", "ne\nsecond ", "line\nthird"] {
+        text.push_str(&format!("data: {}\n\n", delta(piece)));
+    }
+    text.push_str("data: [DONE]\n\n");
+    let bytes = text.into_bytes();
+    let pieces: Vec<Vec<u8>> = bytes.chunks(7).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::unfold(pieces.into_iter(), |mut it| async move {
+        let next = it.next()?;
+        // Let each piece leave as its own write.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Some((Ok::<_, std::io::Error>(next), it))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
 async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String) -> Response<Body> {
     seen.total.fetch_add(1, Ordering::SeqCst);
     let Ok(body) = serde_json::from_str::<Value>(&body) else {
@@ -177,6 +198,7 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String) -
             .body(Body::from("data: {\"choices\": [\n\n"))
             .unwrap(),
         "cut" => sse(&[delta("half a rep")], false),
+        "chunky" => chunky(),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             plain("too late")
@@ -314,6 +336,23 @@ async fn streamed_reply_goes_to_the_log_line_by_line_and_into_outputs() {
         server.seen.auth.lock().unwrap()[0].as_deref(),
         Some("Bearer sk-secret-123")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_split_across_network_reads_are_reassembled() {
+    let server = Server::start();
+    let rig = Rig::new();
+    let r = rig
+        .run(rig.req(call(&server, "chunky"), Redactor::default()))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(r.outputs["text"], "first line\nsecond line\nthird");
+    assert_eq!(
+        rig.lines(LogStream::Stdout),
+        ["first line", "second line", "third"]
+    );
+    // No usage in this stream: the counts are unknown, not zero.
+    assert_eq!(r.outputs["usage"]["prompt_tokens"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
