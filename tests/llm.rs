@@ -291,6 +291,7 @@ fn call(server: &Server, model: &str) -> LlmCall {
         temperature: None,
         max_tokens: None,
         format: ReplyFormat::Text,
+        schema: None,
     }
 }
 
@@ -389,6 +390,31 @@ async fn json_format_parses_the_reply_or_fails_clearly() {
     assert_eq!(r.outcome, AttemptOutcome::Failed);
     assert!(
         r.error.contains("not the JSON the task asks for") && r.error.contains("I think"),
+        "{}",
+        r.error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_reply_is_checked_against_the_task_schema() {
+    let server = Server::start();
+    let rig = Rig::new();
+    let mut c = call(&server, "verdict");
+    c.format = ReplyFormat::Json;
+    c.schema = Some(json!({
+        "type": "object",
+        "required": ["verdict", "score"],
+        "properties": {"verdict": {"enum": ["ship", "hold"]}, "score": {"type": "integer"}},
+    }));
+    let r = rig.run(rig.req(c.clone(), Redactor::default())).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(r.outputs["json"]["score"], 9);
+
+    c.schema = Some(json!({"properties": {"score": {"maximum": 5}}}));
+    let r = rig.run(rig.req(c, Redactor::default())).await;
+    assert_eq!(r.outcome, AttemptOutcome::Failed);
+    assert!(
+        r.error.contains("does not match the task's schema") && r.error.contains("/score"),
         "{}",
         r.error
     );

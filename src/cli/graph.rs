@@ -403,6 +403,7 @@ mod tests {
             continue_on_failure: false,
             compensate: None,
             format: Default::default(),
+            schema: None,
         }
     }
 

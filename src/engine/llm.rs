@@ -63,6 +63,7 @@ pub fn call(
         temperature: spec.temperature,
         max_tokens: spec.max_tokens,
         format: task.format,
+        schema: task.schema.clone(),
     })
 }
 

@@ -25,6 +25,8 @@ pub struct LlmCall {
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
     pub format: ReplyFormat,
+    /// JSON Schema the parsed reply must match.
+    pub schema: Option<Value>,
 }
 
 /// How much of an error body goes into a message.
@@ -285,6 +287,14 @@ fn finish(call: &LlmCall, reply: Reply, latency: Duration, sink: &mut LineSink<'
     if call.format == ReplyFormat::Json {
         match parse_json(&reply.text) {
             Ok(v) => {
+                if let Some(schema) = &call.schema
+                    && let Err(e) = check_schema(schema, &v)
+                {
+                    return failed(format!(
+                        "the JSON reply does not match the task's schema: {e}; reply: {}",
+                        snippet(&reply.text)
+                    ));
+                }
                 out.insert("json".into(), v);
             }
             Err(e) => {
@@ -325,6 +335,29 @@ pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
         .and_then(|r| r.trim_end().strip_suffix("```"))
         .unwrap_or(t);
     serde_json::from_str(inner.trim())
+}
+
+/// The first few ways `v` breaks `schema`, each with where (a JSON pointer).
+pub fn check_schema(schema: &Value, v: &Value) -> Result<(), String> {
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| format!("the schema is invalid: {e}"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(v)
+        .take(3)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("at {at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from these servers and is ignored).
@@ -439,6 +472,17 @@ mod tests {
     }
 
     #[test]
+    fn schema_problems_say_where() {
+        let schema = json!({"type": "object", "required": ["score"],
+            "properties": {"score": {"type": "integer"}}});
+        assert_eq!(check_schema(&schema, &json!({"score": 3})), Ok(()));
+        let e = check_schema(&schema, &json!({"score": "high"})).unwrap_err();
+        assert!(e.contains("/score") && e.contains("integer"), "{e}");
+        let e = check_schema(&schema, &json!({})).unwrap_err();
+        assert!(e.contains("score"), "{e}");
+    }
+
+    #[test]
     fn retry_after_seconds_only() {
         let mut h = reqwest::header::HeaderMap::new();
         assert_eq!(retry_after(&h), None);
@@ -473,6 +517,7 @@ mod tests {
             temperature: Some(0.5),
             max_tokens: Some(7),
             format: ReplyFormat::Json,
+            schema: None,
         };
         let b = body(&call);
         assert_eq!(

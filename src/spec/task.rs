@@ -33,6 +33,7 @@ pub const TASK_KEYS: &[&str] = &[
     "matrix",
     "compensate",
     "format",
+    "schema",
 ];
 
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "delay", "max_delay", "jitter"];
@@ -104,6 +105,7 @@ pub fn decode<'n>(
     };
     let mut action_key: Option<&str> = None;
     let mut format_span: Option<Span> = None;
+    let mut schema_span: Option<Span> = None;
     for e in fields.iter() {
         let v = e.value;
         if v.is_null() {
@@ -218,8 +220,33 @@ pub fn decode<'n>(
                 ),
                 None => {}
             },
+            "schema" => {
+                schema_span = Some(v.span());
+                if !matches!(v.val(), Val::Table(_)) {
+                    dec.wrong_type(v, key, "a JSON Schema (a table)", "");
+                    continue;
+                }
+                let schema = v.to_json();
+                match jsonschema::validator_for(&schema) {
+                    Ok(_) => spec.schema = Some(schema),
+                    Err(err) => dec.push(
+                        v.span(),
+                        format!("`schema` is not a valid JSON Schema: {err}"),
+                        "write a JSON Schema, e.g. schema = { type = \"object\", required = [\"score\"] }",
+                    ),
+                }
+            }
             _ => dec.unknown_key(&e, TASK_KEYS, "a task"),
         }
+    }
+    if let Some(span) = schema_span
+        && spec.format != ReplyFormat::Json
+    {
+        dec.push(
+            span,
+            format!("task `{}` has a `schema` but no format = \"json\"", t.id),
+            "add format = \"json\": the schema checks the parsed JSON reply",
+        );
     }
     // Only a prompt has a reply to parse; a command writes its outputs itself.
     if let Some(span) = format_span

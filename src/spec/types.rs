@@ -270,6 +270,9 @@ pub struct TaskSpec {
     /// What a `prompt` task's reply is: plain text, or JSON parsed into the `json` output.
     #[serde(default, skip_serializing_if = "ReplyFormat::is_text")]
     pub format: ReplyFormat,
+    /// JSON Schema the parsed reply must match (with `format = "json"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +334,7 @@ impl TaskSpec {
             continue_on_failure: false,
             compensate: None,
             format: ReplyFormat::Text,
+            schema: None,
         }
     }
 }
