@@ -402,6 +402,8 @@ mod tests {
             cwd: None,
             continue_on_failure: false,
             compensate: None,
+            format: Default::default(),
+            schema: None,
         }
     }
 

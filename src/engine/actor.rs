@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::context::{self, Secrets};
+use super::llm;
 use super::retry;
 use super::scheduler::{self, Dispatch};
 use super::state::{EngineState, Limits};
@@ -1442,7 +1443,7 @@ impl Actor {
             Action::Prompt(p) => {
                 let prompt = render("`prompt`", p, &ctx)?;
                 if let Some(task) = ctx.get_mut("task").and_then(Value::as_object_mut) {
-                    task.insert("prompt".into(), Value::String(prompt));
+                    task.insert("prompt".into(), Value::String(prompt.clone()));
                 }
                 match agent_spec.kind {
                     AgentKind::Command => {
@@ -1456,9 +1457,17 @@ impl Actor {
                             &ctx,
                         )?)
                     }
+                    AgentKind::Llm => Work::Llm(Box::new(llm::call(
+                        agent,
+                        &agent_spec,
+                        spec,
+                        prompt,
+                        secrets,
+                        &ctx,
+                    )?)),
                     kind => {
                         return Err(format!(
-                            "`{}` agents cannot run tasks in this version of taskdeck; use a `command` agent",
+                            "`{}` agents cannot run tasks in this version of taskdeck; use a `command` or `llm` agent",
                             kind.as_str()
                         ));
                     }
@@ -1646,6 +1655,15 @@ impl Actor {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 };
+                // An llm attempt's tokens and latency go to the engine log too.
+                let llm_line = task
+                    .open_attempt()
+                    .and_then(|a| self.state.agents.get(&a.agent))
+                    .filter(|a| a.spec.kind == AgentKind::Llm)
+                    .map(|_| llm::usage_line(&spec.id, key.attempt, &outputs));
+                if let Some(line) = llm_line {
+                    self.system_log(&key.run, line);
+                }
                 self.emit(
                     &key.run,
                     EventKind::TaskSucceeded {
@@ -1666,6 +1684,7 @@ impl Actor {
                     && retry::should_retry(policy, outcome, used))
                 .then(|| {
                     let d = retry::backoff_delay(policy, used, fastrand::f64());
+                    let d = retry::honour_retry_after(policy, d, result.retry_after);
                     now_millis() + d.as_millis() as u64
                 });
                 let error = redactor.redact(&result.error).into_owned();

@@ -34,6 +34,19 @@ pub fn backoff_delay(policy: &RetryPolicy, failed: u32, rand01: f64) -> Duration
     }
 }
 
+/// The wait before a retry when the failed attempt was told when to come back (HTTP
+/// `Retry-After`): never sooner than asked, but never past the policy's `max_delay`.
+pub fn honour_retry_after(
+    policy: &RetryPolicy,
+    backoff: Duration,
+    asked: Option<Duration>,
+) -> Duration {
+    match asked {
+        Some(a) => backoff.max(a.min(policy.max_delay.max(policy.delay))),
+        None => backoff,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +95,24 @@ mod tests {
         assert!(should_retry(&p, AttemptOutcome::TimedOut, 3));
         assert!(!should_retry(&p, AttemptOutcome::Failed, 4));
         assert!(!should_retry(&p, AttemptOutcome::Cancelled, 1));
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait_up_to_the_cap() {
+        let p = policy(Backoff::Fixed, false);
+        let two = Duration::from_secs(2);
+        assert_eq!(honour_retry_after(&p, two, None), two);
+        assert_eq!(
+            honour_retry_after(&p, two, Some(Duration::from_secs(1))),
+            two
+        );
+        assert_eq!(
+            honour_retry_after(&p, two, Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            honour_retry_after(&p, two, Some(Duration::from_secs(600))),
+            Duration::from_secs(10)
+        );
     }
 }

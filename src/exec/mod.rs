@@ -7,12 +7,14 @@ mod command;
 mod group;
 pub mod guardian;
 mod lines;
+mod llm;
 mod outputs;
 
 pub use builtin::{FAIL_MESSAGE, run_instant};
 pub use cmdline::{CmdlineError, Invocation, needs_shell, plan};
 pub use command::{CONTEXT_SUFFIX, OUTPUT_SUFFIX};
 pub use lines::MAX_LINE_BYTES;
+pub use llm::{LlmCall, parse_json as parse_json_reply};
 pub use outputs::{OutputsError, parse as parse_outputs};
 
 use std::borrow::Cow;
@@ -27,11 +29,13 @@ use crate::model::{AttemptOutcome, RunId, TaskIdx};
 use crate::spec::Builtin;
 
 /// What to run, fully rendered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Work {
     /// A command line: exec'd directly when it has no shell metacharacters, else `sh -c`.
     Command(String),
     Builtin(Builtin),
+    /// A chat completion for an `llm` agent.
+    Llm(Box<LlmCall>),
 }
 
 /// Which attempt a report or log line belongs to. Gate checks and compensations use their own
@@ -105,6 +109,8 @@ pub struct ExecResult {
     pub outputs: Map<String, Value>,
     /// Why it failed, for people (empty on success).
     pub error: String,
+    /// How long the other side asked us to wait before trying again (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl ExecResult {
@@ -114,6 +120,7 @@ impl ExecResult {
             exit_code,
             outputs,
             error: String::new(),
+            retry_after: None,
         }
     }
 
@@ -124,6 +131,7 @@ impl ExecResult {
             exit_code,
             outputs: Map::new(),
             error,
+            retry_after: None,
         }
     }
 
@@ -290,6 +298,7 @@ pub fn spawn(
             rt.spawn(command::run(req, child, rx, reports, logs))
         }
         Work::Builtin(b) => rt.spawn(builtin::run(req, b, rx, reports, logs)),
+        Work::Llm(call) => rt.spawn(llm::run(req, *call, rx, reports, logs)),
     };
     ExecHandle { control }
 }

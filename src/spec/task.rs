@@ -10,7 +10,7 @@ use super::decode::Dec;
 use super::node::{Entry, Node, Span, Val};
 use super::scalars;
 use super::template_ref::TemplateRef;
-use super::{Action, Backoff, Builtin, Resources, RetryPolicy, TaskSpec};
+use super::{Action, Backoff, Builtin, ReplyFormat, Resources, RetryPolicy, TaskSpec};
 
 pub const TASK_KEYS: &[&str] = &[
     "run",
@@ -32,6 +32,8 @@ pub const TASK_KEYS: &[&str] = &[
     "continue_on_failure",
     "matrix",
     "compensate",
+    "format",
+    "schema",
 ];
 
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "delay", "max_delay", "jitter"];
@@ -102,6 +104,8 @@ pub fn decode<'n>(
         return t;
     };
     let mut action_key: Option<&str> = None;
+    let mut format_span: Option<Span> = None;
+    let mut schema_span: Option<Span> = None;
     for e in fields.iter() {
         let v = e.value;
         if v.is_null() {
@@ -203,8 +207,56 @@ pub fn decode<'n>(
                     spec.compensate = Some(s.to_string());
                 }
             }
+            "format" => match dec.str(v, key, "\"text\" or \"json\"") {
+                Some("text") => spec.format = ReplyFormat::Text,
+                Some("json") => {
+                    spec.format = ReplyFormat::Json;
+                    format_span = Some(v.span());
+                }
+                Some(other) => dec.push(
+                    v.span(),
+                    format!("unknown reply format `{other}`"),
+                    "use format = \"text\" or format = \"json\"",
+                ),
+                None => {}
+            },
+            "schema" => {
+                schema_span = Some(v.span());
+                if !matches!(v.val(), Val::Table(_)) {
+                    dec.wrong_type(v, key, "a JSON Schema (a table)", "");
+                    continue;
+                }
+                let schema = v.to_json();
+                match jsonschema::validator_for(&schema) {
+                    Ok(_) => spec.schema = Some(schema),
+                    Err(err) => dec.push(
+                        v.span(),
+                        format!("`schema` is not a valid JSON Schema: {err}"),
+                        "write a JSON Schema, e.g. schema = { type = \"object\", required = [\"score\"] }",
+                    ),
+                }
+            }
             _ => dec.unknown_key(&e, TASK_KEYS, "a task"),
         }
+    }
+    if let Some(span) = schema_span
+        && spec.format != ReplyFormat::Json
+    {
+        dec.push(
+            span,
+            format!("task `{}` has a `schema` but no format = \"json\"", t.id),
+            "add format = \"json\": the schema checks the parsed JSON reply",
+        );
+    }
+    // Only a prompt has a reply to parse; a command writes its outputs itself.
+    if let Some(span) = format_span
+        && action_key.is_some_and(|k| k != "prompt")
+    {
+        dec.push(
+            span,
+            format!("task `{}` sets format = \"json\" but is not a `prompt` task", t.id),
+            "`format` is for prompt replies; a `run` task writes JSON outputs to $TASKDECK_OUTPUT itself",
+        );
     }
     if action_key.is_none() {
         dec.push(

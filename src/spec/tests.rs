@@ -294,3 +294,43 @@ fn many_cycles_are_all_reported() {
         ]
     );
 }
+
+#[test]
+fn reply_format_is_for_prompt_tasks() {
+    let agent = "[agents.w]\nkind = \"llm\"\nendpoint = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\n";
+    let w = ok(&format!(
+        "{agent}[tasks.a]\nprompt = \"x\"\nformat = \"json\"\n[tasks.b]\nprompt = \"y\"\n"
+    ));
+    assert_eq!(w.tasks[0].format, ReplyFormat::Json);
+    assert_eq!(w.tasks[1].format, ReplyFormat::Text);
+    let (line, _, msg) = one("[tasks.a]\nrun = \"x\"\nformat = \"json\"\n");
+    assert_eq!(line, 3);
+    assert!(msg.contains("not a `prompt` task"), "{msg}");
+    let (line, _, msg) = one(&format!(
+        "{agent}[tasks.a]\nprompt = \"x\"\nformat = \"yaml\"\n"
+    ));
+    assert_eq!(line, 7);
+    assert!(msg.contains("unknown reply format `yaml`"), "{msg}");
+}
+
+#[test]
+fn reply_schema_must_be_valid_and_needs_json() {
+    let agent = "[agents.w]\nkind = \"llm\"\nendpoint = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\n";
+    let w = ok(&format!(
+        "{agent}[tasks.a]\nprompt = \"x\"\nformat = \"json\"\nschema = {{ type = \"object\", required = [\"score\"] }}\n"
+    ));
+    assert_eq!(
+        w.tasks[0].schema,
+        Some(serde_json::json!({"type": "object", "required": ["score"]}))
+    );
+    let (line, _, msg) = one(&format!(
+        "{agent}[tasks.a]\nprompt = \"x\"\nschema = {{ type = \"object\" }}\n"
+    ));
+    assert_eq!(line, 7);
+    assert!(msg.contains("no format = \"json\""), "{msg}");
+    let (line, _, msg) = one(&format!(
+        "{agent}[tasks.a]\nprompt = \"x\"\nformat = \"json\"\nschema = {{ type = \"thing\" }}\n"
+    ));
+    assert_eq!(line, 8);
+    assert!(msg.contains("not a valid JSON Schema"), "{msg}");
+}

@@ -267,6 +267,26 @@ pub struct TaskSpec {
     /// Saga compensation command, run for succeeded tasks when the run fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate: Option<String>,
+    /// What a `prompt` task's reply is: plain text, or JSON parsed into the `json` output.
+    #[serde(default, skip_serializing_if = "ReplyFormat::is_text")]
+    pub format: ReplyFormat,
+    /// JSON Schema the parsed reply must match (with `format = "json"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl ReplyFormat {
+    pub fn is_text(&self) -> bool {
+        *self == ReplyFormat::Text
+    }
 }
 
 // Defaults are left out when a workflow is serialised (the journal stores one per run, and a
@@ -313,6 +333,8 @@ impl TaskSpec {
             cwd: None,
             continue_on_failure: false,
             compensate: None,
+            format: ReplyFormat::Text,
+            schema: None,
         }
     }
 }
