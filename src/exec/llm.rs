@@ -360,11 +360,23 @@ pub fn check_schema(schema: &Value, v: &Value) -> Result<(), String> {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from these servers and is ignored).
+/// `Retry-After`: seconds, or an HTTP date (a date already past means now).
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    retry_after_at(h, std::time::SystemTime::now())
+}
+
+fn retry_after_at(h: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
     let s = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    let secs: f64 = s.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = httpdate::parse_http_date(s).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 /// The `error.message` of an OpenAI-style error body, else the body itself.
@@ -483,15 +495,20 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_only() {
+    fn retry_after_in_seconds_or_as_an_http_date() {
         let mut h = reqwest::header::HeaderMap::new();
         assert_eq!(retry_after(&h), None);
         h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(
-            reqwest::header::RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        h.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        let at = httpdate::parse_http_date(date).unwrap();
+        let before = at - Duration::from_secs(30);
+        assert_eq!(retry_after_at(&h, before), Some(Duration::from_secs(30)));
+        // A date already past: retry now.
+        let after = at + Duration::from_secs(5);
+        assert_eq!(retry_after_at(&h, after), Some(Duration::ZERO));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }
 
