@@ -615,14 +615,7 @@ impl EngineState {
             done.sort();
             run.index.completion_order = done.into_iter().map(|(_, t)| t).collect();
         }
-        let roster: Vec<(Arc<str>, AgentSpec)> = self
-            .agents
-            .values()
-            .map(|a| (a.name.clone(), a.spec.clone()))
-            .collect();
-        for r in self.runs.values_mut() {
-            refresh_classes(r, &roster);
-        }
+        self.refresh_all_classes();
     }
 
     /// Applies one event. Pure: the same events in the same order give the same state.
@@ -1107,6 +1100,11 @@ impl EngineState {
         self.runs.insert(id, run);
         // Which agents can serve each ready class, for this run and (since this workflow may
         // have added agents) every other.
+        self.refresh_all_classes();
+    }
+
+    /// Which agents can serve each ready class, in every run (the roster may have changed).
+    fn refresh_all_classes(&mut self) {
         let roster: Vec<(Arc<str>, AgentSpec)> = self
             .agents
             .values()
