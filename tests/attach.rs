@@ -37,11 +37,27 @@ async fn serve(engine: &EngineHandle, addr: &str) -> (AppState, String) {
         tokens,
         ServeOptions::default(),
     );
-    let listener = TcpListener::bind(addr).await.expect("bind");
+    let listener = bind(addr).await;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let a = app.clone();
     tokio::spawn(async move { taskdeck::server::run(listener, a, Duration::from_secs(2)).await });
     (app, url)
+}
+
+/// Binds `addr`, waiting while a server that was closed still holds it: its graceful
+/// shutdown lets open connections finish before the listener goes.
+async fn bind(addr: &str) -> TcpListener {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    }
 }
 
 fn remote(url: &str, token: &str) -> Remote {
