@@ -17,6 +17,7 @@ pub mod history;
 pub mod logs;
 pub mod model;
 pub mod paths;
+pub mod plan;
 pub mod report;
 pub mod server;
 pub mod spec;
