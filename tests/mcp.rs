@@ -413,6 +413,46 @@ builtin = "sleep 10m"
     s.close().await;
 }
 
+#[tokio::test]
+async fn a_run_is_paused_resumed_and_a_task_cancelled() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Session::start(&["--store", "memory"], home.path(), dir.path()).await;
+    let run = s
+        .submit(
+            r#"
+name = "pausable"
+[tasks.slow]
+builtin = "sleep 10m"
+[tasks.after]
+needs = ["slow"]
+builtin = "echo never"
+"#,
+        )
+        .await;
+    s.ok("pause", json!({ "run": run })).await;
+    assert_eq!(
+        s.json("run_status", json!({ "run": run })).await["state"],
+        "paused"
+    );
+    s.ok("resume", json!({ "run": run })).await;
+    assert_eq!(
+        s.json("run_status", json!({ "run": run })).await["state"],
+        "running"
+    );
+    let said = s.ok("cancel", json!({ "run": run, "task": "slow" })).await;
+    assert!(said.contains("cancel: task `slow`"), "{said}");
+    let st = s.settle(&run).await;
+    assert_eq!(st["finished"], true, "{st}");
+    assert_eq!(s.task(&run, "slow").await["state"], "cancelled");
+    assert_eq!(s.task(&run, "after").await["state"], "blocked");
+    // With --store memory there is no history: the engine's runs are listed.
+    let runs = s.json("list_runs", json!({})).await;
+    assert_eq!(runs[0]["run"], run.as_str());
+    let (code, stderr) = s.close().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// A `taskdeck serve` on an ephemeral port with its own home and store.
 struct Serve {
     child: std::process::Child,
@@ -420,10 +460,11 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(home: &Path, dir: &Path) -> Serve {
+    fn start(home: &Path, dir: &Path, extra: &[&str]) -> Serve {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
             .args(["serve", "--bind", "127.0.0.1:0", "--store"])
             .arg(format!("sqlite://{}", dir.join("server.db").display()))
+            .args(extra)
             .env("TASKDECK_HOME", home)
             .env_remove("TASKDECK_TOKEN")
             .current_dir(dir)
@@ -455,7 +496,7 @@ impl Drop for Serve {
 async fn the_tools_drive_a_server_with_to() {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = Serve::start(home.path(), dir.path());
+    let server = Serve::start(home.path(), dir.path(), &[]);
     let s = Session::start(&["--to", &server.url], home.path(), dir.path()).await;
     assert!(
         s.client
@@ -495,6 +536,57 @@ async fn the_tools_drive_a_server_with_to() {
     let st = again.json("run_status", json!({ "run": run })).await;
     assert_eq!(st["state"], "succeeded");
     again.close().await;
+}
+
+#[tokio::test]
+async fn a_viewer_token_looks_but_cannot_act_and_a_wrong_one_stops_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "viewer viewer-token-0123456789\nadmin admin-token-0123456789\n",
+    )
+    .unwrap();
+    let server = Serve::start(
+        home.path(),
+        dir.path(),
+        &["--tokens", tokens.to_str().unwrap()],
+    );
+    let admin = Session::start(
+        &["--to", &server.url, "--token", "admin-token-0123456789"],
+        home.path(),
+        dir.path(),
+    )
+    .await;
+    let run = admin
+        .submit("name = \"held\"\n[tasks.gate]\napproval = true\nbuiltin = \"noop\"\n")
+        .await;
+    admin.settle(&run).await;
+    admin.close().await;
+
+    let viewer = Session::start(
+        &["--to", &server.url, "--token", "viewer-token-0123456789"],
+        home.path(),
+        dir.path(),
+    )
+    .await;
+    let st = viewer.json("run_status", json!({ "run": run })).await;
+    assert_eq!(st["waiting_approval"][0]["task"], "gate");
+    let e = viewer
+        .err("approve_task", json!({ "run": run, "task": "gate" }))
+        .await;
+    assert!(e.contains("needs an operator token"), "{e}");
+    viewer.close().await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .args(["mcp", "--to", &server.url, "--token", "wrong"])
+        .env("TASKDECK_HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
 }
 
 #[tokio::test]

@@ -107,6 +107,15 @@ fn guess_format(text: &str) -> Format {
     }
 }
 
+/// Finished, or stopped until someone approves a task: nothing to wait for.
+fn settled(run: &Run) -> bool {
+    run.state.is_terminal()
+        || run
+            .tasks
+            .iter()
+            .any(|t| t.state == TaskState::WaitingApproval)
+}
+
 /// The task's index in the run, or an error listing the run's task ids.
 fn task_index(run: &Run, task: &str) -> Result<usize, String> {
     let tasks = &run.workflow.tasks;
@@ -211,18 +220,14 @@ impl TaskdeckMcp {
         let wait = Duration::from_secs(p.wait_seconds.unwrap_or(0)).min(MAX_WAIT);
         let deadline = tokio::time::Instant::now() + wait;
         let mut found = self.find(&p.run).await?;
-        while found.live
-            && !found.run.state.is_terminal()
-            && !found
-                .run
-                .tasks
-                .iter()
-                .any(|t| t.state == TaskState::WaitingApproval)
-            && tokio::time::Instant::now() < deadline
-        {
+        // Only the engine's snapshot is read while waiting: the run is live, its id known.
+        while found.live && !settled(&found.run) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
-            let id = found.run.id.clone();
-            found = self.find(id.as_str()).await?;
+            let snap = self.console.snapshot().await.map_err(console_err)?;
+            match snap.runs.get(&found.run.id) {
+                Some(run) => *found.run = run.clone(),
+                None => found = self.find(found.run.id.as_str()).await?,
+            }
         }
         Ok(to_text(&view::run_status(&found.run, found.live)))
     }

@@ -10,6 +10,8 @@ use crate::model::{LogLine, LogStream, TaskState};
 
 /// Longest string value shown in an outputs summary, in characters.
 pub const MAX_VALUE_CHARS: usize = 200;
+/// Longest log line shown, in characters (a minified file printed on one line).
+pub const MAX_LINE_CHARS: usize = 2_000;
 
 /// A run at a glance: its state, task counts per state, and the tasks that need someone
 /// (failed, waiting for approval) or are under way.
@@ -71,14 +73,17 @@ pub fn run_status(run: &Run, live: bool) -> Value {
 /// One line about a task worth a look: id, state, its last attempt's agent and error.
 fn attention(run: &Run, idx: usize, task: &Task) -> Value {
     let mut v = json!({ "task": run.workflow.tasks[idx].id, "state": task.state.as_str() });
-    if let Some(a) = task.attempts.last() {
+    let last = task.attempts.last();
+    if let Some(a) = last {
         v["attempt"] = a.number.into();
         v["agent"] = a.agent.as_ref().into();
         if !a.error.is_empty() {
             v["error"] = a.error.clone().into();
         }
     }
-    if let Some(r) = &task.reason {
+    if let Some(r) = &task.reason
+        && last.is_none_or(|a| a.error != *r)
+    {
         v["reason"] = r.clone().into();
     }
     v
@@ -136,7 +141,9 @@ fn task_row(run: &Run, idx: usize, task: &Task) -> Value {
     if spec.approval {
         v["approval"] = json!({ "required": true, "approved": task.approved });
     }
-    if let Some(r) = &task.reason {
+    if let Some(r) = &task.reason
+        && task.attempts.last().is_none_or(|a| a.error != *r)
+    {
         v["reason"] = r.clone().into();
     }
     if !task.outputs.is_empty() {
@@ -223,7 +230,7 @@ pub fn log_text(task: &str, attempt: u32, lines: &[LogLine], tail: usize) -> Str
             LogStream::Stderr => out.push_str("[stderr] "),
             LogStream::System => out.push_str("[taskdeck] "),
         }
-        out.push_str(&l.line);
+        out.push_str(&cut(&l.line, MAX_LINE_CHARS));
     }
     out
 }
