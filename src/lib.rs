@@ -15,6 +15,7 @@ pub mod expr;
 pub mod graph;
 pub mod history;
 pub mod logs;
+pub mod mcp;
 pub mod model;
 pub mod paths;
 pub mod plan;

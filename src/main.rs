@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             | Commands::Console(_)
             | Commands::Plan(_)
             | Commands::Serve(_)
+            | Commands::Mcp(_)
     ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         Commands::Approve(args) => cli::remote::approve(args),
         Commands::Cancel(args) => cli::remote::cancel(args),
         Commands::Pause(args) => cli::remote::pause(args),
+        Commands::Mcp(args) => cli::mcp::run(args, config),
     };
     match result {
         Ok(code) => ExitCode::from(code),

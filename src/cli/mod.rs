@@ -61,6 +61,9 @@ pub enum Commands {
     Cancel(ActionArgs),
     /// Pause a run, or one task of it, on a server.
     Pause(ActionArgs),
+    /// Serve the Model Context Protocol over stdio, for AI assistants: submit workflows,
+    /// follow, retry, approve and cancel runs (on the local store, or a server with --to).
+    Mcp(McpArgs),
 }
 
 /// `--store`, on every subcommand that touches runs.
@@ -400,9 +403,27 @@ pub struct ActionArgs {
     pub remote: RemoteArg,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// Drive a `taskdeck serve` at this address (e.g. http://127.0.0.1:7070) instead of an
+    /// engine embedded on the store.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Bearer token for --to (also TASKDECK_TOKEN); approving, retrying and cancelling need
+    /// an operator's.
+    #[arg(long, env = "TASKDECK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --to over https: a PEM certificate to trust (a self-signed server).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
 pub mod attach;
 pub mod graph;
 pub mod history;
+pub mod mcp;
 pub mod plan;
 pub mod remote;
 pub mod run;
