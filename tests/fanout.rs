@@ -274,7 +274,7 @@ resolve = { judge = "writer", prompt = "choose among {{ candidates | length }}" 
     );
     assert!(picked.attempts[0].branches[2].judge);
     let r = picked.attempts[0].resolution.as_ref().unwrap();
-    assert_eq!(r.summary, "judge `picker` picked `b`");
+    assert_eq!(r.summary, "`picker` picked `b`");
     assert_eq!(r.conflicts[0].field, "text");
     assert_eq!(r.conflicts[0].kept.as_deref(), Some("b"));
 

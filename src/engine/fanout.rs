@@ -479,7 +479,7 @@ fn judged(judge: &Branch, ok: &[&Branch]) -> Verdict {
             (
                 b.outputs.clone(),
                 b.agent.clone(),
-                format!("judge `{}` picked `{}`", judge.agent, b.agent),
+                format!("`{}` picked `{}`", judge.agent, b.agent),
             )
         }
         None => {
@@ -487,7 +487,7 @@ fn judged(judge: &Branch, ok: &[&Branch]) -> Verdict {
                 c.kept = None;
             }
             let mut summary = format!(
-                "judge `{}` wrote the outputs from {} candidates",
+                "`{}` wrote the outputs from {} candidates",
                 judge.agent,
                 ok.len()
             );

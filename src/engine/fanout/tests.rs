@@ -181,7 +181,7 @@ fn judge_starts_after_the_workers_and_its_pick_wins() {
     let (res, out) = done(decide(&judge_of("j"), &all, true));
     assert_eq!(out, Outcome::Succeeded(workers[1].outputs.clone()));
     let res = res.unwrap();
-    assert_eq!(res.summary, "judge `j` picked `b`");
+    assert_eq!(res.summary, "`j` picked `b`");
     assert_eq!(res.conflicts[0].kept.as_deref(), Some("b"));
 
     all[2] = ok("j", json!({"text": "both"}));
