@@ -12,7 +12,9 @@ use super::{ConsoleArgs, RunArgs, RunOptions, StoreArg};
 use crate::config::Config;
 use crate::engine::state::{EngineState, Run};
 use crate::engine::{EngineHandle, EngineOptions};
-use crate::model::{Command, Event, EventKind, GateState, RunId, RunState, TaskState};
+use crate::model::{
+    AttemptOutcome, Command, Event, EventKind, GateState, RunId, RunState, TaskState,
+};
 use crate::report::Report;
 use crate::spec::{self, LoadError, Workflow};
 use crate::store::{Journal, StoreUrl};
@@ -735,7 +737,52 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
                 format!("✗ compensation of {} failed: {error}", name(*task))
             }
         }
+        EventKind::BranchFinished {
+            task,
+            attempt,
+            branch,
+            outcome,
+            error,
+            ..
+        } => {
+            let agent = run.tasks[*task as usize]
+                .attempts
+                .iter()
+                .find(|a| a.number == *attempt)
+                .and_then(|a| a.branches.get(*branch as usize))
+                .map(|b| b.agent.to_string())
+                .unwrap_or_default();
+            match outcome {
+                AttemptOutcome::Succeeded => format!("  · {} on {agent} succeeded", name(*task)),
+                AttemptOutcome::Cancelled => format!("  · {} on {agent} cancelled", name(*task)),
+                _ => format!("  · {} on {agent} failed: {error}", name(*task)),
+            }
+        }
+        EventKind::TaskResolved {
+            task, resolution, ..
+        } => {
+            let mut line = format!(
+                "⚖ {} resolved by {}: {}",
+                name(*task),
+                resolution.strategy,
+                resolution.summary
+            );
+            for c in &resolution.conflicts {
+                let values: Vec<String> = c
+                    .values
+                    .iter()
+                    .map(|v| format!("{}={}", v.agent, v.value))
+                    .collect();
+                line.push_str(&format!(
+                    "\n    conflict on {}: {}",
+                    c.field,
+                    values.join(", ")
+                ));
+            }
+            line
+        }
         EventKind::TaskAssigned { .. }
+        | EventKind::BranchAssigned { .. }
         | EventKind::TaskRetryDue { .. }
         | EventKind::TaskConditionPassed { .. }
         | EventKind::GateStarted { .. }
