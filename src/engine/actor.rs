@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::context::{self, Secrets};
+use super::http::{self as http_agent, Assigned, Assignment};
 use super::llm;
 use super::retry;
 use super::scheduler::{self, Dispatch};
@@ -65,6 +66,8 @@ pub struct EngineOptions {
     pub auto_approve: bool,
     /// The durable journal; `None` keeps everything in memory (tests, benchmarks).
     pub journal: Option<Journal>,
+    /// Where `http` agents call back (the API server's routes, or a listener of its own).
+    pub callbacks: exec::http::CallbackHub,
 }
 
 impl EngineOptions {
@@ -75,6 +78,7 @@ impl EngineOptions {
             work_dir: crate::paths::runtime_dir().join("work"),
             auto_approve: false,
             journal: None,
+            callbacks: exec::http::CallbackHub::new(),
         }
     }
 }
@@ -149,6 +153,7 @@ pub struct EngineHandle {
     tx: mpsc::UnboundedSender<Request>,
     logs: LogStore,
     journal: Option<Journal>,
+    callbacks: exec::http::CallbackHub,
 }
 
 impl EngineHandle {
@@ -158,9 +163,15 @@ impl EngineHandle {
         let d = &opts.config.defaults;
         let logs = LogStore::new(opts.log_dir.clone(), d.log_lines_in_memory, d.max_log_bytes);
         let journal = opts.journal.clone();
+        let callbacks = opts.callbacks.clone();
         let actor = Actor::new(opts, logs.clone());
         tokio::spawn(actor.run(rx));
-        EngineHandle { tx, logs, journal }
+        EngineHandle {
+            tx,
+            logs,
+            journal,
+            callbacks,
+        }
     }
 
     async fn ask<T>(
@@ -276,6 +287,11 @@ impl EngineHandle {
 
     pub fn logs(&self) -> &LogStore {
         &self.logs
+    }
+
+    /// Where `http` agents' callbacks are delivered (the API server mounts its routes).
+    pub fn callbacks(&self) -> &exec::http::CallbackHub {
+        &self.callbacks
     }
 }
 
@@ -1437,9 +1453,27 @@ impl Actor {
         let render = |what: &str, src: &str, ctx: &Value| {
             crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
         };
+        let http_work = |work: Assigned, ctx: &Value| {
+            let a = Assignment {
+                run,
+                task: t,
+                agent,
+                attempt,
+                work,
+                context: ctx,
+            };
+            http_agent::call(a, &agent_spec, secrets, &self.opts.callbacks)
+                .map(|c| Work::Http(Box::new(c)))
+        };
         let work = match &spec.action {
             Action::Builtin(b) => Work::Builtin(b.clone()),
-            Action::Run(cmd) => Work::Command(render("`run`", cmd, &ctx)?),
+            Action::Run(cmd) => {
+                let line = render("`run`", cmd, &ctx)?;
+                match agent_spec.kind {
+                    AgentKind::Http => http_work(Assigned::Command(line), &ctx)?,
+                    _ => Work::Command(line),
+                }
+            }
             Action::Prompt(p) => {
                 let prompt = render("`prompt`", p, &ctx)?;
                 if let Some(task) = ctx.get_mut("task").and_then(Value::as_object_mut) {
@@ -1465,10 +1499,10 @@ impl Actor {
                         secrets,
                         &ctx,
                     )?)),
-                    kind => {
+                    AgentKind::Http => http_work(Assigned::Prompt(prompt), &ctx)?,
+                    AgentKind::Local => {
                         return Err(format!(
-                            "`{}` agents cannot run tasks in this version of taskdeck; use a `command` or `llm` agent",
-                            kind.as_str()
+                            "`local` agents cannot run `prompt` tasks; use a `command`, `llm` or `http` agent (agent `{agent}`)"
                         ));
                     }
                 }
