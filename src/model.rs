@@ -360,6 +360,41 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         error: String,
     },
+    /// A probe found an agent up or down (sent to every unfinished run; the roster is shared).
+    AgentHealth {
+        agent: Arc<str>,
+        health: AgentHealth,
+    },
+}
+
+/// Whether an agent can take work, as its last probe found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum AgentHealth {
+    /// Never probed (the `local` agent, or no probe yet): takes work.
+    #[default]
+    Unknown,
+    /// Its first probe is under way: no work until it answers.
+    Probing,
+    Up,
+    /// Gets no work; its tasks go to its fallback or wait.
+    Down(String),
+}
+
+impl AgentHealth {
+    pub fn takes_work(&self) -> bool {
+        matches!(self, AgentHealth::Unknown | AgentHealth::Up)
+    }
+
+    /// `up`, `probing`, `down: why` for people.
+    pub fn describe(&self) -> String {
+        match self {
+            AgentHealth::Unknown => "unknown".into(),
+            AgentHealth::Probing => "probing".into(),
+            AgentHealth::Up => "up".into(),
+            AgentHealth::Down(why) => format!("down: {why}"),
+        }
+    }
 }
 
 impl EventKind {
@@ -391,6 +426,7 @@ impl EventKind {
             EventKind::TaskInterrupted { .. } => "task_interrupted",
             EventKind::GateInterrupted { .. } => "gate_interrupted",
             EventKind::CompensationFinished { .. } => "compensation_finished",
+            EventKind::AgentHealth { .. } => "agent_health",
         }
     }
 

@@ -714,6 +714,12 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
                 format!("✗ compensation of {} failed: {error}", name(*task))
             }
         }
+        EventKind::AgentHealth { agent, health } => match health {
+            crate::model::AgentHealth::Down(why) => {
+                format!("⚠ agent {agent} is down: {why} (its tasks go to its fallback or wait)")
+            }
+            _ => return None,
+        },
         EventKind::TaskAssigned { .. }
         | EventKind::TaskRetryDue { .. }
         | EventKind::TaskConditionPassed { .. }

@@ -1,6 +1,8 @@
 //! The engine actor: one tokio task owns `EngineState`, turns commands and executor reports into
 //! events, applies them, and broadcasts them with a gap-free sequence number.
 
+mod health;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -381,6 +383,8 @@ struct Actor {
     detach_waiters: Vec<oneshot::Sender<()>>,
     /// Unflushed events that nothing waits on are journaled by then at the latest.
     linger_until: Option<tokio::time::Instant>,
+    /// Agent health probes in flight and when each agent was last probed.
+    probes: health::Probes,
 }
 
 impl Actor {
@@ -422,6 +426,7 @@ impl Actor {
             next_heartbeat: 0,
             detach_waiters: Vec::new(),
             linger_until: None,
+            probes: health::Probes::default(),
         }
     }
 
@@ -506,6 +511,7 @@ impl Actor {
                     }
                 },
                 Some(msg) = self.exec_rx.recv() => self.handle_exec(msg),
+                Some((agent, health)) = self.probes.rx.recv() => self.on_probe(agent, health),
                 _ = sleep => self.on_wake(),
                 // The loop's top flushes once the linger is over.
                 _ = linger => {}
@@ -536,6 +542,9 @@ impl Actor {
         if let Some((_, retry)) = &self.journal_failure {
             consider(*retry);
         }
+        if let Some(probe) = self.next_probe_at() {
+            consider(probe);
+        }
         if self.opts.journal.is_some() && self.state.runs.values().any(|r| !r.state.is_terminal()) {
             consider(self.next_heartbeat);
         }
@@ -544,6 +553,7 @@ impl Actor {
 
     fn on_wake(&mut self) {
         self.fire_timers();
+        self.probe_due_agents();
         let now = now_millis();
         if let Some(journal) = &self.opts.journal
             && now >= self.next_heartbeat
@@ -883,6 +893,7 @@ impl Actor {
         }
         self.system_log(&id, line.clone());
         tracing::info!(run = %id, "{line}");
+        self.probe_due_agents();
         Ok(Recovered {
             state: Box::new(self.state.runs[&id].clone()),
             at_seq: self.state.last_seq,
@@ -920,6 +931,7 @@ impl Actor {
             },
         );
         self.system_log(&id, format!("run {id} of `{name}` started: {n} tasks"));
+        self.probe_due_agents();
         tracing::info!(run = %id, workflow = %name, tasks = n, "run submitted");
         Ok(id)
     }

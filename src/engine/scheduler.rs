@@ -57,7 +57,7 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
                     continue;
                 }
                 let has_free = class
-                    .agents
+                    .candidates(agents)
                     .iter()
                     .any(|a| agents.get(a).is_some_and(|a| a.free_slots() > 0));
                 if has_free {
@@ -87,7 +87,8 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
                 run.index.waiting_resources.push(t);
                 continue;
             }
-            let Some(agent) = assign::choose(agents, run, t, &run.index.classes[c].agents) else {
+            let candidates = run.index.classes[c].candidates(agents);
+            let Some(agent) = assign::choose(agents, run, t, candidates) else {
                 // Cannot happen (the class had a free agent), but never lose the task.
                 run.index.classes[c].heap.push(key);
                 break;

@@ -10,6 +10,7 @@ pub mod http;
 mod lines;
 mod llm;
 mod outputs;
+pub mod probe;
 
 pub use builtin::{FAIL_MESSAGE, run_instant};
 pub use cmdline::{CmdlineError, Invocation, needs_shell, plan};
