@@ -389,6 +389,11 @@ pub enum EventKind {
         attempt: u32,
         resolution: Resolution,
     },
+    /// A probe found an agent up or down (sent to every unfinished run; the roster is shared).
+    AgentHealth {
+        agent: Arc<str>,
+        health: AgentHealth,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -448,6 +453,36 @@ pub struct AgentValue {
     pub value: Value,
 }
 
+/// Whether an agent can take work, as its last probe found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum AgentHealth {
+    /// Never probed (the `local` agent, or no probe yet): takes work.
+    #[default]
+    Unknown,
+    /// Its first probe is under way: no work until it answers.
+    Probing,
+    Up,
+    /// Gets no work; its tasks go to its fallback or wait.
+    Down(String),
+}
+
+impl AgentHealth {
+    pub fn takes_work(&self) -> bool {
+        matches!(self, AgentHealth::Unknown | AgentHealth::Up)
+    }
+
+    /// `up`, `probing`, `down: why` for people.
+    pub fn describe(&self) -> String {
+        match self {
+            AgentHealth::Unknown => "unknown".into(),
+            AgentHealth::Probing => "probing".into(),
+            AgentHealth::Up => "up".into(),
+            AgentHealth::Down(why) => format!("down: {why}"),
+        }
+    }
+}
+
 impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
@@ -480,6 +515,7 @@ impl EventKind {
             EventKind::BranchAssigned { .. } => "branch_assigned",
             EventKind::BranchFinished { .. } => "branch_finished",
             EventKind::TaskResolved { .. } => "task_resolved",
+            EventKind::AgentHealth { .. } => "agent_health",
         }
     }
 

@@ -26,6 +26,7 @@ fn engine(dir: &Path) -> EngineHandle {
         work_dir: dir.join("work"),
         auto_approve: false,
         journal: Some(Journal::spawn(store).unwrap()),
+        callbacks: Default::default(),
     })
 }
 
@@ -160,6 +161,7 @@ async fn without_a_store_history_is_refused_with_the_reason() {
         work_dir: dir.path().join("work"),
         auto_approve: false,
         journal: None,
+        callbacks: Default::default(),
     }));
     let e = console.history().await.unwrap_err().to_string();
     assert!(e.contains("--store memory"), "{e}");

@@ -58,6 +58,7 @@ impl Rig {
             work_dir: self.dir.path().join("work"),
             auto_approve: false,
             journal: Some(taskdeck::store::Journal::spawn(store).unwrap()),
+            callbacks: Default::default(),
         })
     }
 
@@ -78,6 +79,7 @@ impl Rig {
             work_dir: dir.path().join("work"),
             auto_approve,
             journal: Some(taskdeck::store::Journal::spawn(store).unwrap()),
+            callbacks: Default::default(),
         });
         Rig { dir, engine }
     }

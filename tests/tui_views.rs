@@ -454,3 +454,20 @@ fn remote_reconnecting_120x40() {
     assert!(s.contains("REMOTE deck.example.com:7070 · reconnecting in 4s"));
     insta::assert_snapshot!(s);
 }
+
+#[test]
+fn agents_pane_says_why_an_agent_is_down() {
+    let mut f = Feed::running();
+    f.emit(EventKind::AgentHealth {
+        agent: "builder".into(),
+        health: taskdeck::model::AgentHealth::Down("command \"claude\" not found on PATH".into()),
+    });
+    f.resize(80, 24);
+    f.keys(&["tab", "tab", "tab"]);
+    let s = screen(&mut f, 80, 24);
+    assert!(
+        s.contains("down: command \"claude\" not found on PATH"),
+        "{s}"
+    );
+    insta::assert_snapshot!(s);
+}

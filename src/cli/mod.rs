@@ -266,6 +266,10 @@ pub struct ServeArgs {
     /// Leave the store's interrupted runs alone instead of taking them over at start.
     #[arg(long)]
     pub no_resume: bool,
+    /// The URL http agents call back to (default: the listening address; give this when
+    /// agents reach the server by another name, e.g. behind a proxy or on 0.0.0.0).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub store: StoreArg,
 }

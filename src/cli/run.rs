@@ -781,6 +781,12 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
             }
             line
         }
+        EventKind::AgentHealth { agent, health } => match health {
+            crate::model::AgentHealth::Down(why) => {
+                format!("⚠ agent {agent} is down: {why} (its tasks go to its fallback or wait)")
+            }
+            _ => return None,
+        },
         EventKind::TaskAssigned { .. }
         | EventKind::BranchAssigned { .. }
         | EventKind::TaskRetryDue { .. }

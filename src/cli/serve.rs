@@ -83,6 +83,15 @@ fn prepare(args: &ServeArgs, config: &Config) -> Result<Prepared, String> {
     Ok((addr, tokens, tls))
 }
 
+/// Where agents reach this server by default: its own address (loopback for a wildcard bind).
+fn default_public_url(scheme: &str, local: SocketAddr) -> String {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("{scheme}://{addr}")
+}
+
 async fn serve(
     args: ServeArgs,
     config: Config,
@@ -113,6 +122,12 @@ async fn serve(
     let config = Arc::new(config);
     let mut opts = EngineOptions::from_config((*config).clone());
     opts.journal = journal.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| default_public_url(scheme, local));
+    opts.callbacks = crate::exec::http::CallbackHub::with_public_base(&public);
     let engine = EngineHandle::start(opts);
     if !args.no_resume {
         resume_orphans(&engine).await;
@@ -133,7 +148,6 @@ async fn serve(
             heartbeat: args.heartbeat.into(),
         },
     );
-    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line on stdout is the address (tests and scripts read it).
     println!("taskdeck serve: listening on {scheme}://{local} (store: {store}; {token_note})");
     use std::io::Write;

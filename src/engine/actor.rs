@@ -2,6 +2,7 @@
 //! events, applies them, and broadcasts them with a gap-free sequence number.
 
 mod branches;
+mod health;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::context::{self, Secrets};
+use super::http::{self as http_agent, Assigned, Assignment};
 use super::llm;
 use super::retry;
 use super::scheduler::{self, Dispatch};
@@ -67,6 +69,8 @@ pub struct EngineOptions {
     pub auto_approve: bool,
     /// The durable journal; `None` keeps everything in memory (tests, benchmarks).
     pub journal: Option<Journal>,
+    /// Where `http` agents call back (the API server's routes, or a listener of its own).
+    pub callbacks: exec::http::CallbackHub,
 }
 
 impl EngineOptions {
@@ -77,6 +81,7 @@ impl EngineOptions {
             work_dir: crate::paths::runtime_dir().join("work"),
             auto_approve: false,
             journal: None,
+            callbacks: exec::http::CallbackHub::new(),
         }
     }
 }
@@ -153,6 +158,7 @@ pub struct EngineHandle {
     tx: mpsc::UnboundedSender<Request>,
     logs: LogStore,
     journal: Option<Journal>,
+    callbacks: exec::http::CallbackHub,
 }
 
 impl EngineHandle {
@@ -162,9 +168,15 @@ impl EngineHandle {
         let d = &opts.config.defaults;
         let logs = LogStore::new(opts.log_dir.clone(), d.log_lines_in_memory, d.max_log_bytes);
         let journal = opts.journal.clone();
+        let callbacks = opts.callbacks.clone();
         let actor = Actor::new(opts, logs.clone());
         tokio::spawn(actor.run(rx));
-        EngineHandle { tx, logs, journal }
+        EngineHandle {
+            tx,
+            logs,
+            journal,
+            callbacks,
+        }
     }
 
     async fn ask<T>(
@@ -298,6 +310,11 @@ impl EngineHandle {
     pub fn logs(&self) -> &LogStore {
         &self.logs
     }
+
+    /// Where `http` agents' callbacks are delivered (the API server mounts its routes).
+    pub fn callbacks(&self) -> &exec::http::CallbackHub {
+        &self.callbacks
+    }
 }
 
 /// A stream of events from a sequence number on.
@@ -388,6 +405,8 @@ struct Actor {
     detach_waiters: Vec<oneshot::Sender<()>>,
     /// Unflushed events that nothing waits on are journaled by then at the latest.
     linger_until: Option<tokio::time::Instant>,
+    /// Agent health probes in flight and when each agent was last probed.
+    probes: health::Probes,
 }
 
 impl Actor {
@@ -429,6 +448,7 @@ impl Actor {
             next_heartbeat: 0,
             detach_waiters: Vec::new(),
             linger_until: None,
+            probes: health::Probes::default(),
         }
     }
 
@@ -513,6 +533,7 @@ impl Actor {
                     }
                 },
                 Some(msg) = self.exec_rx.recv() => self.handle_exec(msg),
+                Some((agent, health)) = self.probes.rx.recv() => self.on_probe(agent, health),
                 _ = sleep => self.on_wake(),
                 // The loop's top flushes once the linger is over.
                 _ = linger => {}
@@ -543,6 +564,9 @@ impl Actor {
         if let Some((_, retry)) = &self.journal_failure {
             consider(*retry);
         }
+        if let Some(probe) = self.next_probe_at() {
+            consider(probe);
+        }
         if self.opts.journal.is_some() && self.state.runs.values().any(|r| !r.state.is_terminal()) {
             consider(self.next_heartbeat);
         }
@@ -551,6 +575,7 @@ impl Actor {
 
     fn on_wake(&mut self) {
         self.fire_timers();
+        self.probe_due_agents();
         let now = now_millis();
         if let Some(journal) = &self.opts.journal
             && now >= self.next_heartbeat
@@ -895,6 +920,7 @@ impl Actor {
         }
         self.system_log(&id, line.clone());
         tracing::info!(run = %id, "{line}");
+        self.probe_due_agents();
         Ok(Recovered {
             state: Box::new(self.state.runs[&id].clone()),
             at_seq: self.state.last_seq,
@@ -932,6 +958,7 @@ impl Actor {
             },
         );
         self.system_log(&id, format!("run {id} of `{name}` started: {n} tasks"));
+        self.probe_due_agents();
         tracing::info!(run = %id, workflow = %name, tasks = n, "run submitted");
         Ok(id)
     }
@@ -1466,9 +1493,27 @@ impl Actor {
         let render = |what: &str, src: &str, ctx: &Value| {
             crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
         };
+        let http_work = |work: Assigned, ctx: &Value| {
+            let a = Assignment {
+                run,
+                task: t,
+                agent,
+                attempt,
+                work,
+                context: ctx,
+            };
+            http_agent::call(a, &agent_spec, secrets, &self.opts.callbacks)
+                .map(|c| Work::Http(Box::new(c)))
+        };
         let work = match &spec.action {
             Action::Builtin(b) => Work::Builtin(b.clone()),
-            Action::Run(cmd) => Work::Command(render("`run`", cmd, &ctx)?),
+            Action::Run(cmd) => {
+                let line = render("`run`", cmd, &ctx)?;
+                match agent_spec.kind {
+                    AgentKind::Http => http_work(Assigned::Command(line), &ctx)?,
+                    _ => Work::Command(line),
+                }
+            }
             Action::Prompt(p) => {
                 let prompt = render("`prompt`", p, &ctx)?;
                 if let Some(task) = ctx.get_mut("task").and_then(Value::as_object_mut) {
@@ -1494,10 +1539,10 @@ impl Actor {
                         secrets,
                         &ctx,
                     )?)),
-                    kind => {
+                    AgentKind::Http => http_work(Assigned::Prompt(prompt), &ctx)?,
+                    AgentKind::Local => {
                         return Err(format!(
-                            "`{}` agents cannot run tasks in this version of taskdeck; use a `command` or `llm` agent",
-                            kind.as_str()
+                            "`local` agents cannot run `prompt` tasks; use a `command`, `llm` or `http` agent (agent `{agent}`)"
                         ));
                     }
                 }

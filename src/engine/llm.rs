@@ -26,32 +26,7 @@ pub fn call(
         .clone()
         .ok_or_else(|| format!("agent `{agent}` has no `model`"))?;
     let api_key = match &spec.api_key {
-        Some(template) => {
-            let mut key_ctx = ctx.clone();
-            let all: Map<String, Value> = secrets
-                .iter()
-                .filter_map(|(k, v)| {
-                    v.as_ref()
-                        .ok()
-                        .map(|v| (k.clone(), Value::String(v.clone())))
-                })
-                .collect();
-            key_ctx["secrets"] = Value::Object(all);
-            let key = crate::template::render(template, &key_ctx).map_err(|e| {
-                let unset: Vec<&String> = secrets
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().err().map(|_| k))
-                    .collect();
-                if unset.is_empty() {
-                    format!("cannot render agent `{agent}`'s api_key: {e}")
-                } else {
-                    format!(
-                        "cannot render agent `{agent}`'s api_key: {e} (unset secrets: {unset:?})"
-                    )
-                }
-            })?;
-            Some(key)
-        }
+        Some(template) => Some(render_api_key(agent, template, secrets, ctx)?),
         None => None,
     };
     Ok(LlmCall {
@@ -64,6 +39,37 @@ pub fn call(
         max_tokens: spec.max_tokens,
         format: task.format,
         schema: task.schema.clone(),
+    })
+}
+
+/// Renders an agent's `api_key` template. It sees every secret of the run (not only those the
+/// task reads): the key belongs to the agent, and the task never sees it.
+pub fn render_api_key(
+    agent: &str,
+    template: &str,
+    secrets: &Secrets,
+    ctx: &Value,
+) -> Result<String, String> {
+    let mut key_ctx = ctx.clone();
+    let all: Map<String, Value> = secrets
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .ok()
+                .map(|v| (k.clone(), Value::String(v.clone())))
+        })
+        .collect();
+    key_ctx["secrets"] = Value::Object(all);
+    crate::template::render(template, &key_ctx).map_err(|e| {
+        let unset: Vec<&String> = secrets
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().err().map(|_| k))
+            .collect();
+        if unset.is_empty() {
+            format!("cannot render agent `{agent}`'s api_key: {e}")
+        } else {
+            format!("cannot render agent `{agent}`'s api_key: {e} (unset secrets: {unset:?})")
+        }
     })
 }
 

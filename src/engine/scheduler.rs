@@ -61,7 +61,7 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
                     continue;
                 }
                 let has_free = class
-                    .agents
+                    .candidates(agents)
                     .iter()
                     .any(|a| agents.get(a).is_some_and(|a| a.free_slots() > 0));
                 if has_free {
@@ -91,7 +91,7 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
                 run.index.waiting_resources.push(t);
                 continue;
             }
-            let candidates = &run.index.classes[c].agents;
+            let candidates = run.index.classes[c].candidates(agents);
             let (agent, crew) = match &spec.fanout {
                 // Every branch needs its own agent's slot, all at once.
                 Some(f) => match fanout::choose_crew(agents, run, t, candidates, f) {

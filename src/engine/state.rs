@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{
-    AttemptOutcome, Branch, Event, EventKind, GateState, Millis, Resolution, RunId, RunState,
-    TaskIdx, TaskState,
+    AgentHealth, AttemptOutcome, Branch, Event, EventKind, GateState, Millis, Resolution, RunId,
+    RunState, TaskIdx, TaskState,
 };
 use crate::spec::{Action, AgentSpec, OnFail, Resources, Workflow};
 
@@ -140,6 +140,26 @@ pub struct ReadyClass {
     pub heap: BinaryHeap<ReadyKey>,
     /// Agents able to run this class, best known first (refreshed when agents are added).
     pub agents: Vec<Arc<str>>,
+    /// Agents named as `fallback` by those, able to run the action: they serve this class only
+    /// while every agent of `agents` is down.
+    pub fallbacks: Vec<Arc<str>>,
+}
+
+impl ReadyClass {
+    /// The agents that may take this class's tasks now: its own, or its fallbacks when all of
+    /// its own are down (an agent only busy keeps its tasks: they wait for a slot).
+    pub fn candidates<'a>(&'a self, agents: &IndexMap<Arc<str>, AgentState>) -> &'a [Arc<str>] {
+        let all_down = !self.agents.is_empty()
+            && self
+                .agents
+                .iter()
+                .all(|a| agents.get(a).is_none_or(|a| !a.health.takes_work()));
+        if all_down && !self.fallbacks.is_empty() {
+            &self.fallbacks
+        } else {
+            &self.agents
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,6 +276,9 @@ pub struct AgentState {
     pub busy_ms: u64,
     /// Recent finished attempts (time, success), newest last, for sparklines.
     pub recent: Vec<(Millis, bool)>,
+    /// What its last probe found; a down agent gets no work.
+    #[serde(default)]
+    pub health: AgentHealth,
 }
 
 const EMA_ALPHA: f64 = 0.3;
@@ -272,10 +295,15 @@ impl AgentState {
             failed: 0,
             busy_ms: 0,
             recent: Vec::new(),
+            health: AgentHealth::Unknown,
         }
     }
 
+    /// Slots it can take work on now: none while it is down or being probed.
     pub fn free_slots(&self) -> u32 {
+        if !self.health.takes_work() {
+            return 0;
+        }
         self.spec.slots.saturating_sub(self.slots_used)
     }
 
@@ -640,11 +668,17 @@ impl EngineState {
             self.submit(ev.run.clone(), workflow.clone(), source.clone(), now);
             return;
         }
+        if let EventKind::AgentHealth { agent, health } = &ev.kind {
+            if let Some(a) = self.agents.get_mut(agent) {
+                a.health = health.clone();
+            }
+            return;
+        }
         let Some(run) = self.runs.get_mut(&ev.run) else {
             return;
         };
         match &ev.kind {
-            EventKind::RunSubmitted { .. } => {}
+            EventKind::RunSubmitted { .. } | EventKind::AgentHealth { .. } => {}
             EventKind::RunPaused => {
                 if run.state == RunState::Running {
                     run.state = RunState::Paused;
@@ -1325,7 +1359,7 @@ fn refresh_classes(run: &mut Run, roster: &[(Arc<str>, AgentSpec)]) {
             1 => Action::Builtin(crate::spec::Builtin::Noop),
             _ => Action::Prompt(String::new()),
         };
-        run.index.classes[c].agents = roster
+        let own: Vec<Arc<str>> = roster
             .iter()
             .filter(|(name, spec)| {
                 key.agent.as_deref().is_none_or(|a| a == &**name)
@@ -1334,6 +1368,22 @@ fn refresh_classes(run: &mut Run, roster: &[(Arc<str>, AgentSpec)]) {
             })
             .map(|(n, _)| n.clone())
             .collect();
+        let mut fallbacks: Vec<Arc<str>> = Vec::new();
+        for name in &own {
+            let named = roster
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, s)| s.fallback.as_deref());
+            if let Some((n, _)) = roster
+                .iter()
+                .find(|(n, s)| named == Some(&**n) && s.kind.can_run(&probe) && !own.contains(n))
+                && !fallbacks.contains(n)
+            {
+                fallbacks.push(n.clone());
+            }
+        }
+        run.index.classes[c].agents = own;
+        run.index.classes[c].fallbacks = fallbacks;
     }
 }
 

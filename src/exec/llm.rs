@@ -33,7 +33,7 @@ pub struct LlmCall {
 const BODY_SNIPPET: usize = 300;
 
 /// Shared by every attempt: connection reuse, and rustls set up once.
-fn client() -> Result<&'static reqwest::Client, String> {
+pub(super) fn client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
@@ -361,7 +361,7 @@ pub fn check_schema(schema: &Value, v: &Value) -> Result<(), String> {
 }
 
 /// `Retry-After`: seconds, or an HTTP date (a date already past means now).
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     retry_after_at(h, std::time::SystemTime::now())
 }
 
@@ -380,7 +380,7 @@ fn retry_after_at(h: &reqwest::header::HeaderMap, now: std::time::SystemTime) ->
 }
 
 /// The `error.message` of an OpenAI-style error body, else the body itself.
-fn error_message(body: &str) -> String {
+pub(super) fn error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| {
@@ -391,7 +391,7 @@ fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.trim().to_string())
 }
 
-fn snippet(s: &str) -> String {
+pub(super) fn snippet(s: &str) -> String {
     if s.len() <= BODY_SNIPPET {
         return s.to_string();
     }
@@ -403,7 +403,7 @@ fn snippet(s: &str) -> String {
 }
 
 /// reqwest's top error says little ("error sending request"); its sources say why.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

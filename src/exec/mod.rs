@@ -6,9 +6,11 @@ mod cmdline;
 mod command;
 mod group;
 pub mod guardian;
+pub mod http;
 mod lines;
 mod llm;
 mod outputs;
+pub mod probe;
 
 pub use builtin::{FAIL_MESSAGE, run_instant};
 pub use cmdline::{CmdlineError, Invocation, needs_shell, plan};
@@ -36,6 +38,8 @@ pub enum Work {
     Builtin(Builtin),
     /// A chat completion for an `llm` agent.
     Llm(Box<LlmCall>),
+    /// A task assignment POSTed to an `http` agent.
+    Http(Box<http::HttpCall>),
 }
 
 /// Which attempt a report or log line belongs to. Gate checks and compensations use their own
@@ -304,6 +308,7 @@ pub fn spawn(
         }
         Work::Builtin(b) => rt.spawn(builtin::run(req, b, rx, reports, logs)),
         Work::Llm(call) => rt.spawn(llm::run(req, *call, rx, reports, logs)),
+        Work::Http(call) => rt.spawn(http::run(req, *call, rx, reports, logs)),
     };
     ExecHandle { control }
 }

@@ -123,6 +123,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(routes::ready))
         .route("/shutdown", post(routes::shutdown))
         .route("/openapi.json", get(openapi::document))
+        .nest(
+            "/callbacks",
+            crate::exec::http::callback_router(state.engine.callbacks().clone()),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), deadline));
     let streams = Router::new()
         .route("/runs/{id}/tasks/{task}/logs", get(logs::task_log))

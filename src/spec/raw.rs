@@ -35,6 +35,9 @@ const AGENT_KEYS: &[&str] = &[
     "temperature",
     "max_tokens",
     "env",
+    "heartbeat_timeout",
+    "health_url",
+    "fallback",
 ];
 const GATE_KEYS: &[&str] = &["after", "level", "checks", "on_fail"];
 const CHECK_KEYS: &[&str] = &["name", "run", "expr"];
@@ -63,6 +66,8 @@ pub struct RawAgent<'n> {
     /// `None` when `kind` is missing or wrong.
     pub spec: Option<AgentSpec>,
     pub templates: Vec<TemplateRef<'n>>,
+    /// Where `fallback` names its agent (checked once every agent is known).
+    pub fallback_span: Option<Span>,
 }
 
 #[derive(Debug)]
@@ -222,6 +227,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
         name,
         spec: None,
         templates: Vec::new(),
+        fallback_span: None,
     };
     check_name(dec, name, &e.key_span, "agent");
     let Some(fields) = dec.table(e.value, &format!("agents.{name}"), "a table") else {
@@ -272,7 +278,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
                 }
                 given.push((key, f.key_span.clone()));
             }
-            "url" | "endpoint" => {
+            "url" | "endpoint" | "health_url" => {
                 if let Some(s) = dec.str(v, key, "a URL (a string)") {
                     if !(s.starts_with("http://") || s.starts_with("https://")) {
                         dec.push(
@@ -283,6 +289,8 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
                     }
                     if key == "url" {
                         spec.url = Some(s.to_string());
+                    } else if key == "health_url" {
+                        spec.health_url = Some(s.to_string());
                     } else {
                         spec.endpoint = Some(s.to_string());
                     }
@@ -315,6 +323,23 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
                 given.push((key, f.key_span.clone()));
             }
             "env" => spec.env = dec.str_map(v, key, None),
+            "heartbeat_timeout" => {
+                spec.heartbeat_timeout = task::duration(dec, v, key);
+                if spec.heartbeat_timeout == Some(std::time::Duration::ZERO) {
+                    dec.push(
+                        v.span(),
+                        "`heartbeat_timeout` is zero, so every accepted attempt would be lost at once",
+                        "give a positive duration such as \"30s\"",
+                    );
+                }
+                given.push((key, f.key_span.clone()));
+            }
+            "fallback" => {
+                if let Some(s) = dec.str(v, key, "an agent name") {
+                    spec.fallback = Some(s.to_string());
+                    a.fallback_span = Some(v.span());
+                }
+            }
             _ => dec.unknown_key(&f, AGENT_KEYS, "an agent"),
         }
     }
@@ -331,7 +356,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
     spec.kind = kind;
     let applies = |key: &str| match key {
         "command" => kind == AgentKind::Command,
-        "url" => kind == AgentKind::Http,
+        "url" | "heartbeat_timeout" | "health_url" => kind == AgentKind::Http,
         "api_key" => matches!(kind, AgentKind::Http | AgentKind::Llm),
         _ => kind == AgentKind::Llm,
     };
@@ -339,7 +364,7 @@ fn agent<'n>(dec: &mut Dec<'_>, e: &Entry<'n>) -> RawAgent<'n> {
         if !applies(key) {
             let owner = match *key {
                 "command" => "command agents",
-                "url" => "http agents",
+                "url" | "heartbeat_timeout" | "health_url" => "http agents",
                 "api_key" => "http and llm agents",
                 _ => "llm agents",
             };

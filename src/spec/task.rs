@@ -383,7 +383,7 @@ impl<'n> RawTask<'n> {
     }
 }
 
-fn duration(dec: &mut Dec<'_>, v: Node<'_>, field: &str) -> Option<Duration> {
+pub(super) fn duration(dec: &mut Dec<'_>, v: Node<'_>, field: &str) -> Option<Duration> {
     let s = dec.str(v, field, "a duration (a string like \"5m\")")?;
     match scalars::duration(s) {
         Ok(d) => Some(d),

@@ -121,7 +121,24 @@ pub struct AgentSpec {
     /// Extra environment for processes this agent starts.
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// `http` agents: an accepted (202) attempt with no heartbeat or result for this long is
+    /// lost. `None` = `DEFAULT_HEARTBEAT_TIMEOUT`.
+    #[serde(
+        default,
+        with = "humantime_serde_compat::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_timeout: Option<Duration>,
+    /// `http` agents: URL whose GET tells whether the agent is up (default: its `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+    /// The agent that takes this agent's tasks while it is unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
+
+/// How long an accepted `http` attempt may go without a heartbeat by default.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn one() -> u32 {
     1
@@ -143,6 +160,9 @@ impl AgentSpec {
             temperature: None,
             max_tokens: None,
             env: IndexMap::new(),
+            heartbeat_timeout: None,
+            health_url: None,
+            fallback: None,
         }
     }
 }

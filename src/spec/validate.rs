@@ -127,6 +127,7 @@ pub fn validate(
     );
     check_agents(&raw.tasks, &raw.specs, &all_agents, problems);
     check_fanout(&raw.tasks, &raw.specs, &all_agents, problems);
+    check_fallbacks(&raw.agents, &all_agents, problems);
     check_resources(&raw.tasks, &raw.specs, config, problems);
 
     let mut cache = Cache::default();
@@ -463,6 +464,40 @@ fn check_fanout(
                 ),
                 Some(_) => {}
             }
+        }
+    }
+}
+
+/// An agent's `fallback` names another agent that exists.
+fn check_fallbacks(
+    raw: &[super::raw::RawAgent<'_>],
+    all: &IndexMap<String, AgentSpec>,
+    problems: &mut Problems,
+) {
+    for a in raw {
+        let (Some(spec), Some(span)) = (&a.spec, &a.fallback_span) else {
+            continue;
+        };
+        let Some(fallback) = spec.fallback.as_deref() else {
+            continue;
+        };
+        if fallback == a.name {
+            problems.push(
+                span.clone(),
+                format!("agent `{}` names itself as its fallback", a.name),
+                "name another agent, or remove `fallback`",
+            );
+        } else if !all.contains_key(fallback) {
+            let hint = suggest::did_you_mean(fallback, all.keys().map(String::as_str))
+                .unwrap_or_else(|| format!("declare [agents.{fallback}] or remove `fallback`"));
+            problems.push(
+                span.clone(),
+                format!(
+                    "agent `{}` falls back to unknown agent `{fallback}`",
+                    a.name
+                ),
+                hint,
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Agents: kind, capabilities, slots used of total, success rate, a sparkline of recent results
-//! and what each is running now.
+//! and what each is running now; a down agent says why (it gets no work meanwhile).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::common::{dim_span, fit, pane_block, scroll_note, title_span, truncate};
+use crate::model::AgentHealth;
 use crate::tui::app::App;
 use crate::tui::keymap::Pane;
 
@@ -101,11 +102,22 @@ pub fn lines(app: &App, width: usize) -> Vec<Line<'static>> {
             })
             .unwrap_or_default();
         let rest = width.saturating_sub(12 + 8 + 10 + 5 + spark_w + 1);
+        let (state, state_style) = match &a.health {
+            AgentHealth::Down(_) if now.is_empty() => ("down".to_string(), t.failed),
+            AgentHealth::Probing if now.is_empty() => ("probing…".to_string(), t.dim),
+            _ => (now.join(", "), t.running),
+        };
         spans.push(Span::styled(
-            truncate(&now.join(", "), rest),
-            Style::default().fg(t.running),
+            truncate(&state, rest),
+            Style::default().fg(state_style),
         ));
         lines.push(Line::from(spans));
+        if let AgentHealth::Down(why) = &a.health {
+            lines.push(Line::from(Span::styled(
+                truncate(&format!("  down: {why}"), width),
+                Style::default().fg(t.failed),
+            )));
+        }
         if !a.spec.capabilities.is_empty() && width >= 40 {
             lines.push(Line::from(dim_span(
                 app,
