@@ -40,6 +40,7 @@ impl Rig {
             work_dir: dir.join("work"),
             auto_approve: false,
             journal: Some(taskdeck::store::Journal::spawn(store).unwrap()),
+            callbacks: Default::default(),
         })
     }
 

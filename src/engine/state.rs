@@ -672,6 +672,10 @@ impl EngineState {
             if let Some(a) = self.agents.get_mut(agent) {
                 a.health = health.clone();
             }
+            // An agent that takes work again frees its slots for multi-agent tasks too.
+            if health.takes_work() {
+                self.wake_slot_waiters();
+            }
             return;
         }
         let Some(run) = self.runs.get_mut(&ev.run) else {

@@ -46,6 +46,18 @@ struct ActionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabel {
+    model: String,
+    /// prompt | completion
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     method: String,
     route: String,
@@ -79,6 +91,30 @@ pub struct Metrics {
     requests: Family<RouteLabel, Histogram, fn() -> Histogram>,
     streams: Gauge,
     lagged: Counter,
+    llm_tokens: Family<TokenLabel, Counter>,
+    llm_latency: Family<ModelLabel, Histogram, fn() -> Histogram>,
+}
+
+/// What an `llm` attempt's outputs say about its cost: model, prompt and completion tokens,
+/// latency in seconds. `None` for outputs that are not an llm reply's.
+fn llm_usage(
+    outputs: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(String, u64, u64, f64)> {
+    let model = outputs.get("model")?.as_str()?;
+    let usage = outputs.get("usage")?.as_object()?;
+    let latency_ms = outputs.get("latency_ms")?.as_u64()?;
+    let n = |k: &str| {
+        usage
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    Some((
+        model.to_string(),
+        n("prompt_tokens"),
+        n("completion_tokens"),
+        latency_ms as f64 / 1000.0,
+    ))
 }
 
 impl Default for Metrics {
@@ -106,6 +142,8 @@ impl Metrics {
             requests: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
             streams: Gauge::default(),
             lagged: Counter::default(),
+            llm_tokens: Family::default(),
+            llm_latency: Family::new_with_constructor(duration_buckets as fn() -> Histogram),
         };
         let r = &mut m.registry;
         r.register("runs", "Runs of this server by state", m.runs.clone());
@@ -167,6 +205,16 @@ impl Metrics {
             m.streams.clone(),
         );
         r.register(
+            "llm_tokens",
+            "Tokens used by llm agents, by model and kind (prompt, completion)",
+            m.llm_tokens.clone(),
+        );
+        r.register(
+            "llm_latency_seconds",
+            "Latency of llm agents' replies, by model",
+            m.llm_latency.clone(),
+        );
+        r.register(
             "event_streams_lagged",
             "Event stream clients dropped for falling behind",
             m.lagged.clone(),
@@ -184,6 +232,24 @@ impl Metrics {
                 action: action.to_string(),
             })
             .inc();
+    }
+
+    /// Counts an llm reply's tokens and latency (any other outputs are ignored).
+    fn llm_reply(&self, outputs: &serde_json::Map<String, serde_json::Value>) {
+        let Some((model, prompt, completion, secs)) = llm_usage(outputs) else {
+            return;
+        };
+        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+            self.llm_tokens
+                .get_or_create(&TokenLabel {
+                    model: model.clone(),
+                    kind: kind.into(),
+                })
+                .inc_by(n);
+        }
+        self.llm_latency
+            .get_or_create(&ModelLabel { model })
+            .observe(secs);
     }
 
     pub fn stream_opened(&self) {
@@ -266,6 +332,9 @@ pub fn watch_engine(
             return;
         };
         let mut started: HashMap<(RunId, TaskIdx, u32), u64> = HashMap::new();
+        // Multi-agent attempts: each branch's reply is counted, so the task's (the winner's
+        // outputs again) is not.
+        let mut branched: std::collections::HashSet<(RunId, TaskIdx, u32)> = Default::default();
         loop {
             let ev = tokio::select! {
                 ev = sub.next() => ev,
@@ -278,7 +347,27 @@ pub fn watch_engine(
                     started.insert((ev.run.clone(), *task, *attempt), ev.ts);
                     continue;
                 }
-                EventKind::TaskSucceeded { task, attempt, .. } => (*task, *attempt, "succeeded"),
+                EventKind::BranchFinished {
+                    task,
+                    attempt,
+                    outputs,
+                    ..
+                } => {
+                    branched.insert((ev.run.clone(), *task, *attempt));
+                    metrics.llm_reply(outputs);
+                    continue;
+                }
+                EventKind::TaskSucceeded {
+                    task,
+                    attempt,
+                    outputs,
+                    ..
+                } => {
+                    if !branched.remove(&(ev.run.clone(), *task, *attempt)) {
+                        metrics.llm_reply(outputs);
+                    }
+                    (*task, *attempt, "succeeded")
+                }
                 EventKind::TaskFailed {
                     task,
                     attempt,
@@ -296,6 +385,7 @@ pub fn watch_engine(
                 ),
                 EventKind::RunFinished { .. } => {
                     started.retain(|(r, _, _), _| *r != ev.run);
+                    branched.retain(|(r, _, _)| *r != ev.run);
                     continue;
                 }
                 _ => continue,
@@ -352,4 +442,37 @@ pub async fn render(State(app): State<AppState>) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llm_replies_count_tokens_and_latency_by_model() {
+        let m = Metrics::new();
+        let reply: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({
+                "text": "hi", "model": "qwen", "latency_ms": 830,
+                "usage": {"prompt_tokens": 12, "completion_tokens": 40, "total_tokens": 52},
+            }))
+            .unwrap();
+        m.llm_reply(&reply);
+        m.llm_reply(&reply);
+        // A command task's outputs are not an llm reply.
+        m.llm_reply(&serde_json::from_value(serde_json::json!({"summary": "x"})).unwrap());
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(r#"taskdeck_llm_tokens_total{model="qwen",kind="prompt"} 24"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"taskdeck_llm_tokens_total{model="qwen",kind="completion"} 80"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"taskdeck_llm_latency_seconds_count{model="qwen"} 2"#),
+            "{text}"
+        );
+    }
 }

@@ -275,11 +275,12 @@ impl Backend for Sqlite {
                 insert_segment(&tx, &seg).map_err(err)?;
             }
             if max_seq > 0 {
-                tx.execute(
+                // Cached like the other statements: no SQL parse on every commit.
+                tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('max_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-                    [max_seq as i64],
                 )
+                .and_then(|mut st| st.execute([max_seq as i64]))
                 .map_err(err)?;
             }
             let mut wf = tx
