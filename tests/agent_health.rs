@@ -165,6 +165,18 @@ prompt = "write"
     let t = rig.task(&run, "write").await;
     assert_eq!(t.state, TaskState::Ready);
     assert!(t.attempts.is_empty());
+    // The console and API can say why it waits.
+    let id = run.clone();
+    let waits = rig
+        .engine
+        .inspect(move |st| st.waiting_for_agents(&st.runs[&id], 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        waits.starts_with("waiting for a healthy agent: agent `writer` is down: "),
+        "{waits}"
+    );
     rig.engine
         .command(Command::CancelRun { run: run.clone() })
         .await

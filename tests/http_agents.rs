@@ -546,3 +546,98 @@ run = "echo verdict={{{{ tasks.review.outputs.verdict }}}}"
         "{ch}"
     );
 }
+
+#[tokio::test]
+async fn under_serve_agents_call_back_to_the_api_without_an_api_token() {
+    use std::io::{BufRead, BufReader};
+    let agent = Agent::start();
+    let home = tempfile::tempdir().unwrap();
+    let tokens = home.path().join("tokens");
+    std::fs::write(&tokens, "admin adm1n-token-0123456789\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
+            "--tokens",
+        ])
+        .arg(&tokens)
+        .env("TASKDECK_HOME", home.path())
+        .env_remove("TASKDECK_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let flow = format!(
+        "name = \"served\"\n[agents.worker]\nkind = \"http\"\nurl = \"{}\"\n[tasks.job]\nagent = \"worker\"\nprompt = \"go\"\n",
+        agent.url("async")
+    );
+    let created: Value = http
+        .post(format!("{url}/api/v1/runs"))
+        .bearer_auth("adm1n-token-0123456789")
+        .header("content-type", "application/toml")
+        .body(flow)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let snap = loop {
+        let snap: Value = http
+            .get(format!("{url}/api/v1/runs/{id}"))
+            .bearer_auth("adm1n-token-0123456789")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if snap["run"]["state"] != "running" {
+            break snap;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(snap["run"]["state"], "succeeded", "{snap}");
+    assert_eq!(snap["run"]["tasks"][0]["outputs"]["verdict"], "approve");
+    let ch = &agent.assignments("async")[0]["communication_channels"];
+    assert!(
+        ch["result"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{url}/api/v1/callbacks/")),
+        "{ch} vs {url}"
+    );
+    // The roster shows the agent's health.
+    let agents: Value = http
+        .get(format!("{url}/api/v1/agents"))
+        .bearer_auth("adm1n-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let worker = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "worker")
+        .unwrap();
+    assert_eq!(worker["health"]["state"], "up", "{worker}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -42,6 +42,9 @@ pub fn run(args: super::ValidateArgs, config: &Config) -> color_eyre::Result<u8>
                     w.gates.len(),
                     plural(w.gates.len(), "gate", "gates"),
                 )?;
+                for line in missing_programs(&w, config) {
+                    writeln!(stderr.lock(), "{name}: warning: {line}")?;
+                }
             }
             Err(LoadError::Invalid(diags)) => {
                 report(&mut stderr.lock(), &name, &diags, Some(&text))?;
@@ -71,6 +74,26 @@ fn report(
         diags.len(),
         plural(diags.len(), "problem", "problems")
     )
+}
+
+/// Command agents whose program is not on this machine: a warning, not a problem (the
+/// workflow may run elsewhere; at run time such an agent is down and gets no work).
+fn missing_programs(w: &spec::Workflow, config: &Config) -> Vec<String> {
+    let path = std::env::var_os("PATH");
+    w.effective_agents(config)
+        .iter()
+        .filter(|(_, a)| a.kind == spec::AgentKind::Command)
+        .filter_map(|(name, a)| {
+            let program = crate::exec::probe::program_of(a.command.as_deref()?)?;
+            let why = crate::exec::probe::find_program(&program, path.as_deref()).err()?;
+            Some(match &a.fallback {
+                Some(f) => format!("agent `{name}`: {why}; its tasks would go to `{f}`"),
+                None => format!(
+                    "agent `{name}`: {why}; its tasks would go to other capable agents or wait"
+                ),
+            })
+        })
+        .collect()
 }
 
 fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {

@@ -1340,6 +1340,28 @@ impl EngineState {
         self.wake_slot_waiters();
     }
 
+    /// Why a ready task is not starting when the reason is its agents' health: every agent
+    /// that could take it is down (`agent \`claude\` is down: …`) or still being probed.
+    pub fn waiting_for_agents(&self, run: &Run, t: TaskIdx) -> Option<String> {
+        if run.tasks.get(t as usize)?.state != TaskState::Ready {
+            return None;
+        }
+        let class = run
+            .index
+            .classes
+            .get(*run.index.class_of.get(t as usize)? as usize)?;
+        let candidates = class.candidates(&self.agents);
+        let mut why = Vec::new();
+        for name in candidates {
+            match self.agents.get(name).map(|a| &a.health) {
+                Some(AgentHealth::Down(r)) => why.push(format!("agent `{name}` is down: {r}")),
+                Some(AgentHealth::Probing) => why.push(format!("agent `{name}` is being probed")),
+                _ => return None,
+            }
+        }
+        (!why.is_empty()).then(|| format!("waiting for a healthy agent: {}", why.join("; ")))
+    }
+
     /// Earliest pending retry timer.
     pub fn next_timer(&self) -> Option<Millis> {
         self.timers.first().map(|(at, _, _)| *at)

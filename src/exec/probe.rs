@@ -56,10 +56,7 @@ async fn http_probe(url: &str, key: Option<&str>, strict: bool) -> AgentHealth {
         rb = rb.bearer_auth(k);
     }
     match rb.send().await {
-        Err(e) => AgentHealth::Down(format!(
-            "{url} unreachable: {}",
-            super::llm::error_chain(&e)
-        )),
+        Err(e) => AgentHealth::Down(format!("{url} unreachable: {}", root_cause(&e))),
         Ok(r) => {
             let s = r.status();
             if s.as_u16() == 401 || s.as_u16() == 403 {
@@ -71,6 +68,15 @@ async fn http_probe(url: &str, key: Option<&str>, strict: bool) -> AgentHealth {
             }
         }
     }
+}
+
+/// The innermost error ("Connection refused (os error 111)"): reqwest's outer ones repeat the URL.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// The program a command line starts (its first word), unless a template decides it.

@@ -334,3 +334,37 @@ fn reply_schema_must_be_valid_and_needs_json() {
     assert_eq!(line, 8);
     assert!(msg.contains("not a valid JSON Schema"), "{msg}");
 }
+
+#[test]
+fn http_agent_settings_and_fallbacks() {
+    let w = ok(r#"
+[agents.worker]
+kind = "http"
+url = "http://127.0.0.1:9000/tasks"
+heartbeat_timeout = "10s"
+health_url = "http://127.0.0.1:9000/health"
+fallback = "local"
+[tasks.a]
+agent = "worker"
+run = "make"
+"#);
+    let a = &w.agents["worker"];
+    assert_eq!(a.heartbeat_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(
+        a.health_url.as_deref(),
+        Some("http://127.0.0.1:9000/health")
+    );
+    assert_eq!(a.fallback.as_deref(), Some("local"));
+
+    let (line, _, msg) =
+        one("[agents.x]\nkind = \"local\"\nfallback = \"x\"\n[tasks.a]\nrun = \"make\"\n");
+    assert_eq!(line, 3);
+    assert!(msg.contains("names itself"), "{msg}");
+    let (_, _, msg) =
+        one("[agents.x]\nkind = \"local\"\nfallback = \"lokal\"\n[tasks.a]\nrun = \"make\"\n");
+    assert!(msg.contains("unknown agent `lokal`"), "{msg}");
+    let (_, _, msg) = one(
+        "[agents.x]\nkind = \"local\"\nheartbeat_timeout = \"5s\"\n[tasks.a]\nrun = \"make\"\n",
+    );
+    assert!(msg.contains("does not apply to a local agent"), "{msg}");
+}

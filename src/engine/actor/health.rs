@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::Actor;
 use crate::engine::llm;
+use crate::engine::state::Run;
 use crate::exec::probe::{self, ProbeTarget};
 use crate::model::{AgentHealth, EventKind, RunId, now_millis};
 use crate::spec::AgentKind;
@@ -38,19 +39,23 @@ impl Default for Probes {
     }
 }
 
+/// Whether `run` is unfinished and may give work to `agent`.
+fn uses(run: &Run, agent: &str) -> bool {
+    !run.state.is_terminal()
+        && run
+            .index
+            .classes
+            .iter()
+            .any(|c| c.agents.iter().chain(&c.fallbacks).any(|a| &**a == agent))
+}
+
 impl Actor {
     /// Unfinished runs that may give work to `agent`.
     fn runs_using(&self, agent: &str) -> Vec<RunId> {
         self.state
             .runs
             .iter()
-            .filter(|(_, r)| !r.state.is_terminal())
-            .filter(|(_, r)| {
-                r.index
-                    .classes
-                    .iter()
-                    .any(|c| c.agents.iter().chain(&c.fallbacks).any(|a| &**a == agent))
-            })
+            .filter(|(_, r)| uses(r, agent))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -158,15 +163,23 @@ impl Actor {
         }
     }
 
-    /// When the next probe is due, while some run is unfinished.
+    /// When the next probe is due of an agent some unfinished run uses.
     pub(super) fn next_probe_at(&self) -> Option<u64> {
-        if !self.state.runs.values().any(|r| !r.state.is_terminal()) {
+        let live: Vec<&Run> = self
+            .state
+            .runs
+            .values()
+            .filter(|r| !r.state.is_terminal())
+            .collect();
+        if live.is_empty() {
             return None;
         }
         self.state
             .agents
             .iter()
             .filter(|(n, a)| a.spec.kind != AgentKind::Local && !self.probes.in_flight.contains(*n))
+            // An agent no run uses is not probed, so it must not wake the engine either.
+            .filter(|(n, _)| live.iter().any(|r| uses(r, n)))
             .filter_map(|(n, a)| {
                 let every = if a.health.takes_work() {
                     UP_EVERY_MS

@@ -86,6 +86,12 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
             Span::styled(r.clone(), Style::default().fg(th.warning)),
         ]));
     }
+    if let Some(w) = app.mirror.waiting_for_agents(run, t) {
+        out.push(Line::from(vec![
+            label("waits"),
+            Span::styled(w, Style::default().fg(th.warning)),
+        ]));
+    }
     if let Some(at) = task.retry_at {
         out.push(Line::from(vec![
             label("retry in"),
