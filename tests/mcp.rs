@@ -385,6 +385,25 @@ builtin = "sleep 10m"
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(s.task(&run, "slow").await["state"], "running");
+
+    // Another session on the same store reads the run but leaves it to its owner.
+    let other = Session::start(&args, home.path(), dir.path()).await;
+    let st = other.json("run_status", json!({ "run": run })).await;
+    assert_eq!(st["live"], false);
+    assert_eq!(st["state"], "running");
+    assert!(
+        st["note"]
+            .as_str()
+            .unwrap()
+            .contains("another taskdeck process"),
+        "{st}"
+    );
+    let e = other.err("cancel", json!({ "run": run })).await;
+    assert!(e.contains("another taskdeck process"), "{e}");
+    let e = other.err("resume", json!({ "run": run })).await;
+    assert!(e.contains("another taskdeck process"), "{e}");
+    other.close().await;
+
     let (code, stderr) = s.close().await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("1 unfinished run handed back"), "{stderr}");
@@ -392,6 +411,7 @@ builtin = "sleep 10m"
     let s = Session::start(&args, home.path(), dir.path()).await;
     let st = s.json("run_status", json!({ "run": run })).await;
     assert_eq!(st["live"], false);
+    assert_eq!(st["state"], "interrupted");
     assert!(st["note"].as_str().unwrap().contains("resume"), "{st}");
     let e = s.err("cancel", json!({ "run": run })).await;
     assert!(e.contains("interrupted"), "{e}");

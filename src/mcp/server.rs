@@ -13,7 +13,7 @@ use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 
 use super::params::*;
-use super::view;
+use super::view::{self, Runner};
 use crate::config::Config;
 use crate::console::{Console, ConsoleError};
 use crate::engine::state::{EngineState, Run};
@@ -40,7 +40,8 @@ resume as needed. A minimal workflow: name = \"demo\"\\n[tasks.build]\\nrun = \"
 [tasks.test]\\nrun = \"make test\"\\nneeds = [\"build\"]. Other task kinds: builtin = \"echo TEXT\" | \
 \"sleep 2s\" | \"fail\" | \"noop\"; approval = true makes a task wait for approve_task; retry = \
 { attempts = 3, delay = \"1s\" }. A task writes outputs by appending key=value lines to the file \
-named by $TASKDECK_OUTPUT.";
+named by $TASKDECK_OUTPUT. Tasks run in the working directory of the engine's process (this \
+server's, or the remote server's with --to). Run ids may be shortened to a unique prefix.";
 
 #[derive(Clone)]
 pub struct TaskdeckMcp {
@@ -49,10 +50,16 @@ pub struct TaskdeckMcp {
     tool_router: ToolRouter<Self>,
 }
 
-/// A run found by id or prefix: its state, and whether an engine executes it now.
+/// A run found by id or prefix: its state, and who executes it.
 struct Found {
     run: Box<Run>,
-    live: bool,
+    runner: Runner,
+}
+
+impl Found {
+    fn live(&self) -> bool {
+        self.runner == Runner::ThisEngine
+    }
 }
 
 fn console_err(e: ConsoleError) -> String {
@@ -104,6 +111,42 @@ fn guess_format(text: &str) -> Format {
         Format::Json
     } else {
         Format::Toml
+    }
+}
+
+/// The run `wanted` names exactly, or the one it is a unique prefix of, among the engine's
+/// runs and the store's.
+fn resolve(
+    snap: &EngineState,
+    stored: &[crate::history::HistoryEntry],
+    wanted: &str,
+) -> Result<RunId, String> {
+    let mut ids: Vec<&RunId> = snap
+        .runs
+        .keys()
+        .chain(stored.iter().map(|e| &e.id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if let Some(id) = ids.iter().find(|id| id.as_str() == wanted) {
+        return Ok((*id).clone());
+    }
+    let matching: Vec<&RunId> = ids
+        .into_iter()
+        .filter(|id| id.as_str().starts_with(wanted))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("no run `{wanted}` here (list_runs shows the runs)")),
+        many => Err(format!(
+            "`{wanted}` matches {} runs ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .take(5)
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
@@ -221,7 +264,7 @@ impl TaskdeckMcp {
         let deadline = tokio::time::Instant::now() + wait;
         let mut found = self.find(&p.run).await?;
         // Only the engine's snapshot is read while waiting: the run is live, its id known.
-        while found.live && !settled(&found.run) && tokio::time::Instant::now() < deadline {
+        while found.live() && !settled(&found.run) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
             let snap = self.console.snapshot().await.map_err(console_err)?;
             match snap.runs.get(&found.run.id) {
@@ -229,7 +272,7 @@ impl TaskdeckMcp {
                 None => found = self.find(found.run.id.as_str()).await?,
             }
         }
-        Ok(to_text(&view::run_status(&found.run, found.live)))
+        Ok(to_text(&view::run_status(&found.run, found.runner)))
     }
 
     /// Runs in the store (or on the server), newest first: id, workflow, state, task counts.
@@ -245,7 +288,7 @@ impl TaskdeckMcp {
                     .values()
                     .rev()
                     .take(limit)
-                    .map(|r| view::run_status(r, true))
+                    .map(|r| view::run_status(r, Runner::ThisEngine))
                     .collect()
             }
             Err(e) => return Err(console_err(e)),
@@ -294,7 +337,7 @@ impl TaskdeckMcp {
                 p.task
             ));
         }
-        let lines = if found.live {
+        let lines = if found.live() {
             self.console.task_log(&run.id, idx as u32, attempt, 0).await
         } else {
             self.console
@@ -383,7 +426,7 @@ impl TaskdeckMcp {
     #[tool(annotations(title = "Resume a run or task", destructive_hint = false))]
     async fn resume(&self, Parameters(p): Parameters<RunOrTaskParams>) -> Answer {
         let found = self.find(&p.run).await?;
-        if !found.live && p.task.is_none() && !found.run.state.is_terminal() {
+        if found.runner == Runner::Nobody && p.task.is_none() && !found.run.state.is_terminal() {
             let (recovered, warnings) = self
                 .console
                 .resume(&found.run.id)
@@ -421,63 +464,54 @@ impl TaskdeckMcp {
             return Err("give a run id (list_runs shows them)".into());
         }
         let snap = self.console.snapshot().await.map_err(console_err)?;
-        let id = self.resolve(&snap, wanted).await?;
+        let exact = RunId::from(wanted);
+        if let Some(run) = snap.runs.get(&exact) {
+            return Ok(Found {
+                run: Box::new(run.clone()),
+                runner: Runner::ThisEngine,
+            });
+        }
+        let stored = match self.console.history().await {
+            Ok(entries) => entries,
+            Err(ConsoleError::Refused(_)) => Vec::new(), // no store: live runs only
+            Err(e) => return Err(console_err(e)),
+        };
+        let id = resolve(&snap, &stored, wanted)?;
         if let Some(run) = snap.runs.get(&id) {
             return Ok(Found {
                 run: Box::new(run.clone()),
-                live: true,
+                runner: Runner::ThisEngine,
             });
         }
         let past = self.console.open_past(&id).await.map_err(console_err)?;
+        // The store's list tells an interrupted run from one another process executes.
+        let elsewhere = !past.run.state.is_terminal()
+            && stored
+                .iter()
+                .any(|e| e.id == id && e.state != "interrupted");
         Ok(Found {
             run: past.run,
-            live: false,
+            runner: if elsewhere {
+                Runner::Elsewhere
+            } else {
+                Runner::Nobody
+            },
         })
-    }
-
-    async fn resolve(&self, snap: &EngineState, wanted: &str) -> Result<RunId, String> {
-        let exact = RunId::from(wanted);
-        if snap.runs.contains_key(&exact) {
-            return Ok(exact);
-        }
-        let mut ids: Vec<RunId> = snap.runs.keys().cloned().collect();
-        match self.console.history().await {
-            Ok(entries) => ids.extend(entries.into_iter().map(|e| e.id)),
-            Err(ConsoleError::Refused(_)) => {} // no store: live runs only
-            Err(e) => return Err(console_err(e)),
-        }
-        ids.sort();
-        ids.dedup();
-        if ids.contains(&exact) {
-            return Ok(exact);
-        }
-        let matching: Vec<&RunId> = ids
-            .iter()
-            .filter(|id| id.as_str().starts_with(wanted))
-            .collect();
-        match matching.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(format!("no run `{wanted}` here (list_runs shows the runs)")),
-            many => Err(format!(
-                "`{wanted}` matches {} runs ({}); give more of the id",
-                many.len(),
-                many.iter()
-                    .take(5)
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        }
     }
 
     /// A run the engine executes now, or an error saying why commands cannot reach it.
     async fn live_run(&self, wanted: &str) -> Result<Found, String> {
         let found = self.find(wanted).await?;
-        if !found.live {
+        if !found.live() {
             let state = found.run.state;
             return Err(if state.is_terminal() {
                 format!(
                     "run {} has finished ({state}); submit it again to run it anew",
+                    found.run.id
+                )
+            } else if found.runner == Runner::Elsewhere {
+                format!(
+                    "run {} is executed by another taskdeck process on this store; act on it there",
                     found.run.id
                 )
             } else {
@@ -537,5 +571,51 @@ impl ServerHandler for TaskdeckMcp {
                 "{INSTRUCTIONS} This server drives the {} engine.",
                 self.console.location()
             ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::Limits;
+    use crate::history::HistoryEntry;
+
+    fn entry(id: &str) -> HistoryEntry {
+        HistoryEntry {
+            id: RunId::from(id),
+            workflow: "w".into(),
+            version_no: 1,
+            state: "succeeded".into(),
+            submitted_at: 0,
+            finished_at: None,
+            tasks: 1,
+            counts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_named_by_its_id_or_a_unique_prefix() {
+        let snap = EngineState::new(
+            Limits {
+                max_parallel: 1,
+                pool: Default::default(),
+            },
+            [],
+        );
+        let stored = [
+            entry("20261201-1200-aaaa"),
+            entry("20261201-1200-aaab"),
+            entry("20261201-1300-bbbb"),
+        ];
+        let id = |w| resolve(&snap, &stored, w);
+        assert_eq!(
+            id("20261201-1200-aaaa").unwrap().as_str(),
+            "20261201-1200-aaaa"
+        );
+        assert_eq!(id("20261201-13").unwrap().as_str(), "20261201-1300-bbbb");
+        let e = id("20261201-1200").unwrap_err();
+        assert!(e.contains("matches 2 runs"), "{e}");
+        let e = id("2025").unwrap_err();
+        assert!(e.contains("no run `2025`"), "{e}");
     }
 }

@@ -13,9 +13,23 @@ pub const MAX_VALUE_CHARS: usize = 200;
 /// Longest log line shown, in characters (a minified file printed on one line).
 pub const MAX_LINE_CHARS: usize = 2_000;
 
+/// Who executes a run, as far as this MCP server can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// The engine these tools drive: commands reach it.
+    ThisEngine,
+    /// Nobody: it finished, or its process stopped before it did (interrupted).
+    Nobody,
+    /// Another taskdeck process on the same store (a `taskdeck run` in a terminal, another
+    /// MCP session): readable here, but commands cannot reach it.
+    Elsewhere,
+}
+
 /// A run at a glance: its state, task counts per state, and the tasks that need someone
 /// (failed, waiting for approval) or are under way.
-pub fn run_status(run: &Run, live: bool) -> Value {
+pub fn run_status(run: &Run, runner: Runner) -> Value {
+    let live = runner == Runner::ThisEngine;
+    let interrupted = runner == Runner::Nobody && !run.state.is_terminal();
     let mut counts: Map<String, Value> = Map::new();
     for state in TaskState::ALL {
         let n = run.tasks.iter().filter(|t| t.state == state).count();
@@ -34,7 +48,7 @@ pub fn run_status(run: &Run, live: bool) -> Value {
     let mut out = json!({
         "run": run.id.as_str(),
         "workflow": run.workflow.name,
-        "state": run.state.as_str(),
+        "state": if interrupted { "interrupted" } else { run.state.as_str() },
         "finished": run.state.is_terminal(),
         "live": live,
         "submitted_at_ms": run.submitted_at,
@@ -63,9 +77,13 @@ pub fn run_status(run: &Run, live: bool) -> Value {
     if !active.is_empty() {
         out["active"] = active.into();
     }
-    if !live && !run.state.is_terminal() {
+    if interrupted {
+        out["note"] = "nobody executes this run now (its process stopped): `resume` takes it \
+                       over; finished tasks are kept"
+            .into();
+    } else if runner == Runner::Elsewhere {
         out["note"] =
-            "nobody executes this run now (it was interrupted): `resume` takes it over".into();
+            "another taskdeck process executes this run: it can be read here, not acted on".into();
     }
     out
 }
