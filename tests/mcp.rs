@@ -262,6 +262,28 @@ async fn a_local_session_submits_follows_and_reads_logs() {
     let e = s.err("submit_workflow", json!({})).await;
     assert!(e.contains("`workflow`"), "{e}");
     let e = s
+        .err(
+            "submit_workflow",
+            json!({ "workflow": DEMO, "path": "flow.json" }),
+        )
+        .await;
+    assert!(e.contains("not both"), "{e}");
+    let e = s
+        .err(
+            "submit_workflow",
+            json!({ "workflow": DEMO, "format": "yaml" }),
+        )
+        .await;
+    assert!(e.contains("format `yaml`"), "{e}");
+    // Told it is JSON, TOML text gets JSON's complaint.
+    let e = s
+        .err(
+            "submit_workflow",
+            json!({ "workflow": DEMO, "format": "json" }),
+        )
+        .await;
+    assert!(e.contains("workflow:"), "{e}");
+    let e = s
         .err("submit_workflow", json!({ "path": "missing.toml" }))
         .await;
     assert!(e.contains("cannot read missing.toml"), "{e}");

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::params::*;
 use super::view::{self, Runner};
+use crate::client::ClientError;
 use crate::config::Config;
 use crate::console::{Console, ConsoleError};
 use crate::engine::state::{EngineState, Run};
@@ -150,6 +151,40 @@ fn resolve(
     }
 }
 
+/// A workflow's text as submitted, the name its problems are reported under, and its format.
+struct Source {
+    text: String,
+    name: String,
+    format: Format,
+}
+
+/// The workflow text of a submission: given inline or read from `path`.
+async fn read_workflow(p: SubmitParams) -> Result<Source, String> {
+    let forced = parse_format(p.format.as_deref())?;
+    match (p.workflow, p.path) {
+        (Some(_), Some(_)) => Err("give either `workflow` (text) or `path`, not both".into()),
+        (None, None) => Err("give the workflow's text in `workflow`, or a file's `path`".into()),
+        (Some(text), None) => Ok(Source {
+            format: forced.unwrap_or_else(|| guess_format(&text)),
+            text,
+            name: "workflow".into(),
+        }),
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let at = path.clone();
+            let text = tokio::task::spawn_blocking(move || crate::spec::read_text(&at))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(load_error)?;
+            Ok(Source {
+                text,
+                name: path.display().to_string(),
+                format: forced.unwrap_or_else(|| Format::from_path(&path)),
+            })
+        }
+    }
+}
+
 /// Finished, or stopped until someone approves a task: nothing to wait for.
 fn settled(run: &Run) -> bool {
     run.state.is_terminal()
@@ -188,38 +223,16 @@ impl TaskdeckMcp {
     /// hint). Answers the new run's id (use it with run_status, list_tasks, task_log).
     #[tool(annotations(title = "Submit a workflow", destructive_hint = false))]
     async fn submit_workflow(&self, Parameters(p): Parameters<SubmitParams>) -> Answer {
-        let forced = parse_format(p.format.as_deref())?;
-        let (text, name, format) = match (p.workflow, p.path) {
-            (Some(_), Some(_)) => {
-                return Err("give either `workflow` (text) or `path`, not both".into());
-            }
-            (None, None) => {
-                return Err("give the workflow's text in `workflow`, or a file's `path`".into());
-            }
-            (Some(text), None) => {
-                let f = forced.unwrap_or_else(|| guess_format(&text));
-                (text, "workflow".to_string(), f)
-            }
-            (None, Some(path)) => {
-                let path = PathBuf::from(path);
-                let p2 = path.clone();
-                let text = tokio::task::spawn_blocking(move || crate::spec::read_text(&p2))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(load_error)?;
-                let f = forced.unwrap_or_else(|| Format::from_path(&path));
-                (text, path.display().to_string(), f)
-            }
-        };
+        let source = read_workflow(p).await?;
         let (id, workflow, tasks) = match &self.console {
             Console::Remote(r) => {
                 // The server checks the workflow against its own agents.
                 let done = r
                     .client()
-                    .submit(text, format == Format::Json)
+                    .submit(source.text, source.format == Format::Json)
                     .await
                     .map_err(|e| match e {
-                        crate::client::ClientError::Api {
+                        ClientError::Api {
                             detail, problems, ..
                         } if !problems.is_empty() => {
                             format!("{detail}:\n{}", problems.join("\n"))
@@ -230,9 +243,9 @@ impl TaskdeckMcp {
             }
             Console::Local(_) => {
                 let config = self.config.clone();
-                let t2 = text.clone();
+                let (text, name, format) = (source.text.clone(), source.name, source.format);
                 let wf = tokio::task::spawn_blocking(move || {
-                    crate::spec::parse_str(&t2, &name, format, &config)
+                    crate::spec::parse_str(&text, &name, format, &config)
                 })
                 .await
                 .map_err(|e| e.to_string())?
@@ -240,7 +253,7 @@ impl TaskdeckMcp {
                 let (workflow, tasks) = (wf.name.clone(), wf.tasks.len());
                 let id = self
                     .console
-                    .submit(wf, Some(text))
+                    .submit(wf, Some(source.text))
                     .await
                     .map_err(console_err)?;
                 (id.to_string(), workflow, tasks)
