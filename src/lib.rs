@@ -18,6 +18,7 @@ pub mod logs;
 pub mod mcp;
 pub mod model;
 pub mod paths;
+pub mod plan;
 pub mod report;
 pub mod server;
 pub mod spec;

@@ -4,6 +4,7 @@
 mod file;
 mod ring;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,8 @@ struct Inner {
 struct State {
     attempts: HashMap<AttemptKey, Log>,
     engine: HashMap<RunId, Log>,
+    /// Branch key -> the prefix of its lines in the attempt's log.
+    branch_labels: HashMap<AttemptKey, Arc<str>>,
 }
 
 /// Memory ring and file of one attempt (or of one run's engine log).
@@ -65,8 +68,31 @@ impl LogStore {
         }
     }
 
+    /// Lines of `branch` (a `Purpose::Branch` key) go to its task attempt's log as
+    /// `[label] line`, so every console shows a multi-agent attempt as one interleaved log.
+    pub fn label_branch(&self, branch: &AttemptKey, label: &str) {
+        self.lock()
+            .branch_labels
+            .insert(branch.clone(), format!("[{label}] ").into());
+    }
+
     /// Appends a line (already redacted by the caller) and publishes it live.
     pub fn push(&self, key: &AttemptKey, stream: LogStream, line: String) {
+        let (key, line) = match key.purpose {
+            Purpose::Branch { .. } => {
+                let prefix = self.lock().branch_labels.get(key).cloned();
+                let task = AttemptKey {
+                    purpose: Purpose::Task,
+                    ..key.clone()
+                };
+                match prefix {
+                    Some(p) => (Cow::Owned(task), format!("{p}{line}")),
+                    None => (Cow::Owned(task), line),
+                }
+            }
+            _ => (Cow::Borrowed(key), line),
+        };
+        let key: &AttemptKey = &key;
         let entry = Entry {
             ts: now_millis(),
             stream,
@@ -161,6 +187,11 @@ impl LogStore {
     /// later still land (the file is reopened for appending).
     pub fn finish(&self, key: &AttemptKey) {
         let mut state = self.lock();
+        if let Purpose::Branch { .. } = key.purpose {
+            // The attempt's log is finished once the whole attempt is.
+            state.branch_labels.remove(key);
+            return;
+        }
         if let Some(log) = state.attempts.get_mut(key) {
             log.ring.shrink();
             if let Err(e) = log.file.close() {
@@ -184,6 +215,7 @@ impl LogStore {
     pub fn forget_run(&self, run: &RunId) {
         let mut state = self.lock();
         state.attempts.retain(|k, _| &k.run != run);
+        state.branch_labels.retain(|k, _| &k.run != run);
         state.engine.remove(run);
     }
 
@@ -250,6 +282,10 @@ impl LogStore {
                 format!("gate-{gate}-{check}.{}.log", key.attempt)
             }
             Purpose::Compensation => format!("compensate-{}.{}.log", key.task, key.attempt),
+            // Not reached: branch lines are written to their attempt's log.
+            Purpose::Branch { branch } => {
+                format!("task-{}.{}.b{branch}.log", key.task, key.attempt)
+            }
         };
         self.run_dir(&key.run).join(name)
     }

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Commands::Run(a) => cli::run::opens_console(&a.opts),
         Commands::Resume(a) => cli::run::opens_console(&a.opts),
         Commands::Rerun(a) => cli::run::opens_console(&a.opts),
+        Commands::Plan(a) => cli::plan::opens_console(a),
         Commands::Console(_) | Commands::Attach(_) => {
             std::io::IsTerminal::is_terminal(&std::io::stdout())
         }
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             | Commands::Resume(_)
             | Commands::Rerun(_)
             | Commands::Console(_)
+            | Commands::Plan(_)
             | Commands::Serve(_)
             | Commands::Mcp(_)
     ) && let Err(e) = taskdeck::exec::guardian::install()
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Commands::Restore(args) => cli::history::restore(args, &config),
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
+        Commands::Plan(args) => cli::plan::run(args, config),
         Commands::Serve(args) => cli::serve::run(args, config),
         Commands::Attach(args) => cli::attach::run(args, config),
         Commands::Submit(args) => cli::remote::submit(args),

@@ -360,6 +360,92 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         error: String,
     },
+    /// A multi-agent attempt gave one branch (or its judge) to an agent: it holds a slot there.
+    BranchAssigned {
+        task: TaskIdx,
+        attempt: u32,
+        branch: u32,
+        agent: Arc<str>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        judge: bool,
+    },
+    /// A branch ended; its slot is free again.
+    BranchFinished {
+        task: TaskIdx,
+        attempt: u32,
+        branch: u32,
+        outcome: AttemptOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        outputs: Map<String, Value>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        error: String,
+    },
+    /// How a multi-agent attempt's branches were resolved (the task's success or failure
+    /// follows).
+    TaskResolved {
+        task: TaskIdx,
+        attempt: u32,
+        resolution: Resolution,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One agent's run within a multi-agent attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Branch {
+    pub agent: Arc<str>,
+    /// The judge that resolves the other branches (it runs once they are done).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub judge: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AttemptOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// How a multi-agent attempt's outputs were decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// first | merge | majority | judge
+    pub strategy: String,
+    /// Whether the task got outputs from it (a failed vote does not).
+    pub ok: bool,
+    /// The agent whose outputs became the task's (none for a merge of several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<Arc<str>>,
+    /// One line for people: what was decided and why.
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Agents that disagreed on one output (or vote).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The output key, or the field voted on.
+    pub field: String,
+    /// What each agent said, in branch order (`null` when it gave no value).
+    pub values: Vec<AgentValue>,
+    /// The agent whose value was kept; none when nothing was (a failed vote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentValue {
+    pub agent: Arc<str>,
+    pub value: Value,
 }
 
 impl EventKind {
@@ -391,6 +477,9 @@ impl EventKind {
             EventKind::TaskInterrupted { .. } => "task_interrupted",
             EventKind::GateInterrupted { .. } => "gate_interrupted",
             EventKind::CompensationFinished { .. } => "compensation_finished",
+            EventKind::BranchAssigned { .. } => "branch_assigned",
+            EventKind::BranchFinished { .. } => "branch_finished",
+            EventKind::TaskResolved { .. } => "task_resolved",
         }
     }
 
@@ -413,7 +502,10 @@ impl EventKind {
             | EventKind::TaskRerun { task }
             | EventKind::CompensationStarted { task }
             | EventKind::TaskInterrupted { task, .. }
-            | EventKind::CompensationFinished { task, .. } => Some(*task),
+            | EventKind::CompensationFinished { task, .. }
+            | EventKind::BranchAssigned { task, .. }
+            | EventKind::BranchFinished { task, .. }
+            | EventKind::TaskResolved { task, .. } => Some(*task),
             _ => None,
         }
     }

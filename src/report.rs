@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::state::{Attempt, Run};
-use crate::model::{AttemptOutcome, GateState, Millis, RunState, TaskState};
+use crate::model::{
+    AgentValue, AttemptOutcome, Branch, GateState, Millis, Resolution, RunState, TaskState,
+};
 use crate::spec::{GateLevel, OnFail};
 
 #[derive(Debug, Serialize)]
@@ -20,6 +22,23 @@ pub struct Report {
     pub counts: Map<String, Value>,
     pub tasks: Vec<TaskReport>,
     pub gates: Vec<GateReport>,
+    /// Where the agents of multi-agent tasks disagreed, every attempt's, in task order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<ConflictReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConflictReport {
+    pub task: String,
+    pub attempt: u32,
+    pub strategy: String,
+    /// The disputed output key, or the field voted on.
+    pub field: String,
+    pub values: Vec<AgentValue>,
+    /// The agent whose value the task kept; none when nothing was (a failed vote).
+    pub kept: Option<String>,
+    /// Whether the attempt got its outputs despite the conflict.
+    pub resolved: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +67,11 @@ pub struct AttemptReport {
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// Multi-agent attempts: each agent's branch (agent, outcome, outputs, error).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<Branch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,7 +104,30 @@ fn attempt_report(a: &Attempt) -> AttemptReport {
         outcome: a.outcome,
         exit_code: a.exit_code,
         error: a.error.clone(),
+        branches: a.branches.clone(),
+        resolution: a.resolution.clone(),
     }
+}
+
+fn conflicts_of(run: &Run) -> Vec<ConflictReport> {
+    let mut out = Vec::new();
+    for (t, spec) in run.tasks.iter().zip(&run.workflow.tasks) {
+        for a in &t.attempts {
+            let Some(r) = &a.resolution else { continue };
+            for c in &r.conflicts {
+                out.push(ConflictReport {
+                    task: spec.id.clone(),
+                    attempt: a.number,
+                    strategy: r.strategy.clone(),
+                    field: c.field.clone(),
+                    values: c.values.clone(),
+                    kept: c.kept.as_ref().map(|k| k.to_string()),
+                    resolved: r.ok,
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Report {
@@ -154,6 +201,7 @@ impl Report {
             counts,
             tasks,
             gates,
+            conflicts: conflicts_of(run),
         }
     }
 }

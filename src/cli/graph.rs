@@ -404,6 +404,7 @@ mod tests {
             compensate: None,
             format: Default::default(),
             schema: None,
+            fanout: None,
         }
     }
 

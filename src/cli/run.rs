@@ -12,7 +12,9 @@ use super::{ConsoleArgs, RunArgs, RunOptions, StoreArg};
 use crate::config::Config;
 use crate::engine::state::{EngineState, Run};
 use crate::engine::{EngineHandle, EngineOptions};
-use crate::model::{Command, Event, EventKind, GateState, RunId, RunState, TaskState};
+use crate::model::{
+    AttemptOutcome, Command, Event, EventKind, GateState, RunId, RunState, TaskState,
+};
 use crate::report::Report;
 use crate::spec::{self, LoadError, Workflow};
 use crate::store::{Journal, StoreUrl};
@@ -24,6 +26,13 @@ pub enum Launch {
         source: Option<String>,
     },
     Resume(RunId),
+    /// A run paused before anything starts, for review in the console (`taskdeck plan`); the
+    /// notice tells the operator how to start or drop it.
+    Held {
+        workflow: Box<Workflow>,
+        source: Option<String>,
+        notice: String,
+    },
 }
 
 /// `taskdeck run FILE...`. Returns the process exit code.
@@ -160,10 +169,19 @@ async fn console(
     log_to_file();
     let engine = EngineHandle::start(engine_options(config.clone(), journal));
     let mut runs = Vec::new();
+    let mut notice = None;
     for l in launches {
         match l {
             Launch::Submit { workflow, source } => {
                 runs.push(engine.submit(*workflow, source).await?)
+            }
+            Launch::Held {
+                workflow,
+                source,
+                notice: n,
+            } => {
+                runs.push(engine.submit_held(*workflow, source).await?);
+                notice = Some(n);
             }
             Launch::Resume(id) => match engine.resume(&id).await {
                 Ok((r, _)) => runs.push(r.run),
@@ -180,6 +198,7 @@ async fn console(
         theme: opts.theme,
         exit_on_finish: opts.exit_on_finish,
         config: std::sync::Arc::new(config),
+        notice,
     };
     let result = crate::tui::run(console.clone(), runs.clone(), tui_opts).await;
     if let Some(path) = &opts.report
@@ -265,7 +284,11 @@ async fn headless(
     let mut printer = Printer::new(multi);
     for l in launches {
         match l {
-            Launch::Submit { workflow, source } => {
+            // Headless there is nobody to review a held run: it starts at once.
+            Launch::Submit { workflow, source }
+            | Launch::Held {
+                workflow, source, ..
+            } => {
                 let name = workflow.name.clone();
                 let n = workflow.tasks.len();
                 let id = engine.submit(*workflow, source).await?;
@@ -714,7 +737,52 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
                 format!("✗ compensation of {} failed: {error}", name(*task))
             }
         }
+        EventKind::BranchFinished {
+            task,
+            attempt,
+            branch,
+            outcome,
+            error,
+            ..
+        } => {
+            let agent = run.tasks[*task as usize]
+                .attempts
+                .iter()
+                .find(|a| a.number == *attempt)
+                .and_then(|a| a.branches.get(*branch as usize))
+                .map(|b| b.agent.to_string())
+                .unwrap_or_default();
+            match outcome {
+                AttemptOutcome::Succeeded => format!("  · {} on {agent} succeeded", name(*task)),
+                AttemptOutcome::Cancelled => format!("  · {} on {agent} cancelled", name(*task)),
+                _ => format!("  · {} on {agent} failed: {error}", name(*task)),
+            }
+        }
+        EventKind::TaskResolved {
+            task, resolution, ..
+        } => {
+            let mut line = format!(
+                "⚖ {} resolved by {}: {}",
+                name(*task),
+                resolution.strategy,
+                resolution.summary
+            );
+            for c in &resolution.conflicts {
+                let values: Vec<String> = c
+                    .values
+                    .iter()
+                    .map(|v| format!("{}={}", v.agent, v.value))
+                    .collect();
+                line.push_str(&format!(
+                    "\n    conflict on {}: {}",
+                    c.field,
+                    values.join(", ")
+                ));
+            }
+            line
+        }
         EventKind::TaskAssigned { .. }
+        | EventKind::BranchAssigned { .. }
         | EventKind::TaskRetryDue { .. }
         | EventKind::TaskConditionPassed { .. }
         | EventKind::GateStarted { .. }

@@ -1,7 +1,9 @@
 //! The engine actor: one tokio task owns `EngineState`, turns commands and executor reports into
 //! events, applies them, and broadcasts them with a gap-free sequence number.
 
-use std::collections::HashMap;
+mod branches;
+
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +88,8 @@ enum Request {
     Submit {
         workflow: Box<Workflow>,
         source: Option<String>,
+        /// Paused from the start: nothing runs until the run is resumed.
+        held: bool,
         reply: oneshot::Sender<Result<RunId, EngineError>>,
     },
     Command {
@@ -183,6 +187,23 @@ impl EngineHandle {
         self.ask(|reply| Request::Submit {
             workflow: Box::new(workflow),
             source,
+            held: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts a run that is paused before any task runs (a plan under review): resuming it
+    /// starts it.
+    pub async fn submit_held(
+        &self,
+        workflow: Workflow,
+        source: Option<String>,
+    ) -> Result<RunId, EngineError> {
+        self.ask(|reply| Request::Submit {
+            workflow: Box::new(workflow),
+            source,
+            held: true,
             reply,
         })
         .await?
@@ -332,6 +353,8 @@ struct RunExtras {
     /// Gate -> how many times its checks have started (tells stale reports apart).
     gate_round: HashMap<u32, u32>,
     compensating: Option<TaskIdx>,
+    /// Multi-agent attempts whose judge has been started: (task, attempt, branch).
+    judging: HashSet<(TaskIdx, u32, u32)>,
     /// Content hash of the workflow version (the journal's `runs.version`).
     version: String,
 }
@@ -680,7 +703,7 @@ impl Actor {
             return;
         };
         let wanted = match key.purpose {
-            Purpose::Task => run.tasks[key.task as usize]
+            Purpose::Task | Purpose::Branch { .. } => run.tasks[key.task as usize]
                 .open_attempt()
                 .is_some_and(|a| a.number == key.attempt),
             Purpose::GateCheck { gate, .. } => {
@@ -701,8 +724,8 @@ impl Actor {
         if !wanted {
             return;
         }
-        let paused =
-            key.purpose == Purpose::Task && run.tasks[key.task as usize].state == TaskState::Paused;
+        let paused = matches!(key.purpose, Purpose::Task | Purpose::Branch { .. })
+            && run.tasks[key.task as usize].state == TaskState::Paused;
         let handle = exec::spawn(req, self.exec_tx.clone(), self.logs.clone());
         if paused {
             handle.send(Control::Pause);
@@ -721,9 +744,14 @@ impl Actor {
             Request::Submit {
                 workflow,
                 source,
+                held,
                 reply,
             } => {
                 let result = self.submit(*workflow, source);
+                // In the same turn as the submit: nothing is dispatched in between.
+                if held && let Ok(id) = &result {
+                    self.emit(id, EventKind::RunPaused);
+                }
                 self.reply_later(move || {
                     let _ = reply.send(result);
                 });
@@ -992,18 +1020,17 @@ impl Actor {
         let task = &run.tasks[t as usize];
         let s = task.state;
         let refuse = |msg: String| Err(EngineError::Refused(msg));
-        let key = task.open_attempt().map(|a| AttemptKey {
-            run: run_id.clone(),
-            task: t,
-            attempt: a.number,
-            purpose: Purpose::Task,
-        });
+        // The attempt's process, or its branches' processes (a multi-agent task).
+        let handles = task
+            .open_attempt()
+            .map(|a| self.attempt_handles(run_id, t, a.number))
+            .unwrap_or_default();
         match cmd {
             Command::PauseTask { .. } => {
                 if s.is_terminal() || s == TaskState::Paused {
                     return refuse(format!("cannot pause `{name}`: it is {s}"));
                 }
-                if let Some(h) = key.as_ref().and_then(|k| self.handles.get(k)) {
+                for h in &handles {
                     h.send(Control::Pause);
                 }
                 self.emit(run_id, EventKind::TaskPaused { task: t });
@@ -1012,7 +1039,7 @@ impl Actor {
                 if s != TaskState::Paused {
                     return refuse(format!("cannot resume `{name}`: it is {s}, not paused"));
                 }
-                if let Some(h) = key.as_ref().and_then(|k| self.handles.get(k)) {
+                for h in &handles {
                     h.send(Control::Resume);
                 }
                 self.emit(run_id, EventKind::TaskResumed { task: t });
@@ -1021,13 +1048,14 @@ impl Actor {
                 if s.is_terminal() {
                     return refuse(format!("cannot cancel `{name}`: it has already {s}"));
                 }
-                match key.as_ref().and_then(|k| self.handles.get(k)) {
+                if !handles.is_empty() {
                     // The executor reports `Cancelled` once the process group is gone.
-                    Some(h) => {
+                    for h in &handles {
                         h.send(Control::Resume);
                         h.send(Control::Cancel);
                     }
-                    None => {
+                } else {
+                    {
                         self.emit(run_id, EventKind::TaskCancelled { task: t });
                         // A validating task's gates cannot pass now: stop their checks.
                         self.stop_idle_gate_checks(run_id);
@@ -1119,18 +1147,13 @@ impl Actor {
             }
             match task.open_attempt() {
                 Some(a) => {
-                    let key = AttemptKey {
-                        run: run_id.clone(),
-                        task: t,
-                        attempt: a.number,
-                        purpose: Purpose::Task,
-                    };
-                    match self.handles.get(&key) {
-                        Some(h) => {
-                            h.send(Control::Resume);
-                            h.send(Control::Cancel);
-                        }
-                        None => to_emit.push(t),
+                    let handles = self.attempt_handles(run_id, t, a.number);
+                    if handles.is_empty() {
+                        to_emit.push(t);
+                    }
+                    for h in handles {
+                        h.send(Control::Resume);
+                        h.send(Control::Cancel);
                     }
                 }
                 None => to_emit.push(t),
@@ -1339,6 +1362,7 @@ impl Actor {
             Purpose::Task => format!("task-{}.{}", key.task, key.attempt),
             Purpose::GateCheck { gate, check } => format!("gate-{gate}-{check}.{}", key.attempt),
             Purpose::Compensation => format!("compensate-{}", key.task),
+            Purpose::Branch { branch } => format!("task-{}.{}.b{branch}", key.task, key.attempt),
         }
     }
 
@@ -1348,6 +1372,7 @@ impl Actor {
             task: t,
             agent,
             attempt,
+            crew,
         } = d;
         self.emit(
             &run_id,
@@ -1357,6 +1382,10 @@ impl Actor {
                 attempt,
             },
         );
+        if let Some(crew) = crew {
+            self.start_branches(&run_id, t, attempt, crew);
+            return;
+        }
         let key = AttemptKey {
             run: run_id.clone(),
             task: t,
@@ -1603,6 +1632,13 @@ impl Actor {
                 if left == 0 {
                     self.finish_gate(&key.run, gate);
                 }
+            }
+            (Purpose::Branch { .. }, ExecReport::Started { pid }) => {
+                self.branch_started(&key, pid);
+            }
+            (Purpose::Branch { branch }, ExecReport::Finished(result)) => {
+                self.handles.remove(&key);
+                self.branch_finished(&key, branch, result);
             }
             (Purpose::Compensation, ExecReport::Finished(result)) => {
                 self.handles.remove(&key);

@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod assign;
 pub mod context;
+pub mod fanout;
 pub mod llm;
 pub mod retry;
 pub mod scheduler;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::assign;
+use super::fanout::{self, Crew};
 use super::state::{EngineState, ReadyKey, fits};
 use crate::model::{RunId, RunState, TaskIdx, TaskState};
 
@@ -14,6 +15,8 @@ pub struct Dispatch {
     pub agent: Arc<str>,
     /// The attempt number this dispatch starts (1-based, over the task's whole history).
     pub attempt: u32,
+    /// A multi-agent task's agents (`agent` is then their label, `a+b`).
+    pub crew: Option<Crew>,
 }
 
 /// The next task to start, or `None` when nothing can start now. Tasks that cannot start for a
@@ -31,6 +34,7 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
             limits,
             pool_used,
             locks,
+            slot_waiters,
             ..
         } = st;
         let Some((run_id, run)) = runs.get_index_mut(ri) else {
@@ -87,10 +91,25 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
                 run.index.waiting_resources.push(t);
                 continue;
             }
-            let Some(agent) = assign::choose(agents, run, t, &run.index.classes[c].agents) else {
-                // Cannot happen (the class had a free agent), but never lose the task.
-                run.index.classes[c].heap.push(key);
-                break;
+            let candidates = &run.index.classes[c].agents;
+            let (agent, crew) = match &spec.fanout {
+                // Every branch needs its own agent's slot, all at once.
+                Some(f) => match fanout::choose_crew(agents, run, t, candidates, f) {
+                    Some(crew) => (crew.label(), Some(crew)),
+                    None => {
+                        run.index.waiting_slots.push(t);
+                        *slot_waiters = true;
+                        continue;
+                    }
+                },
+                None => match assign::choose(agents, run, t, candidates) {
+                    Some(agent) => (agent, None),
+                    None => {
+                        // Cannot happen (the class had a free agent), but never lose the task.
+                        run.index.classes[c].heap.push(key);
+                        break;
+                    }
+                },
             };
             let attempt = run.tasks[t as usize].attempts.len() as u32 + 1;
             let dispatch = Dispatch {
@@ -98,6 +117,7 @@ pub fn next_dispatch(st: &mut EngineState) -> Option<Dispatch> {
                 task: t,
                 agent,
                 attempt,
+                crew,
             };
             st.rr_cursor = (ri + 1) % n_runs;
             return Some(dispatch);

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{
-    AttemptOutcome, Event, EventKind, GateState, Millis, RunId, RunState, TaskIdx, TaskState,
+    AttemptOutcome, Branch, Event, EventKind, GateState, Millis, Resolution, RunId, RunState,
+    TaskIdx, TaskState,
 };
 use crate::spec::{Action, AgentSpec, OnFail, Resources, Workflow};
 
@@ -33,6 +34,12 @@ pub struct Attempt {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// A multi-agent attempt: one branch per agent (and the judge), in branch order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<Branch>,
+    /// How a multi-agent attempt's branches were resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +184,8 @@ pub struct RunIndex {
     pub waiting_lock: HashMap<String, Vec<TaskIdx>>,
     /// Parked because the resource pool is short.
     pub waiting_resources: Vec<TaskIdx>,
+    /// Multi-agent tasks parked until enough of their agents have a free slot at once.
+    pub waiting_slots: Vec<TaskIdx>,
     /// Succeeded tasks in completion order (saga compensation runs in reverse).
     pub completion_order: Vec<TaskIdx>,
 }
@@ -308,6 +317,10 @@ pub struct EngineState {
     /// Pending retry timers.
     #[serde(skip)]
     pub timers: BTreeSet<(Millis, RunId, TaskIdx)>,
+    /// Some run has multi-agent tasks parked in `waiting_slots` (spares a scan of every run
+    /// each time a slot frees).
+    #[serde(skip)]
+    pub slot_waiters: bool,
 }
 
 fn state_slot(s: TaskState) -> usize {
@@ -588,6 +601,7 @@ impl EngineState {
             last_seq: 0,
             rr_cursor: 0,
             timers: BTreeSet::new(),
+            slot_waiters: false,
         }
     }
 
@@ -663,6 +677,8 @@ impl EngineState {
                     exit_code: None,
                     error: String::new(),
                     pid: None,
+                    branches: Vec::new(),
+                    resolution: None,
                 });
                 run.index.active += 1;
                 self.active += 1;
@@ -1046,6 +1062,91 @@ impl EngineState {
             EventKind::CompensationFinished { task, .. } => {
                 run.tasks[*task as usize].compensated = true;
             }
+            EventKind::BranchAssigned {
+                task,
+                attempt,
+                branch,
+                agent,
+                judge,
+            } => {
+                let Some(a) = open_attempt_mut(run, *task, *attempt) else {
+                    return;
+                };
+                if a.branches.len() != *branch as usize {
+                    return; // out of order: never double-count a slot
+                }
+                a.branches.push(Branch {
+                    agent: agent.clone(),
+                    judge: *judge,
+                    finished_at: None,
+                    outcome: None,
+                    exit_code: None,
+                    outputs: Map::new(),
+                    error: String::new(),
+                });
+                if let Some(a) = self.agents.get_mut(agent) {
+                    a.slots_used += 1;
+                }
+            }
+            EventKind::BranchFinished {
+                task,
+                attempt,
+                branch,
+                outcome,
+                exit_code,
+                outputs,
+                error,
+            } => {
+                let Some(a) = open_attempt_mut(run, *task, *attempt) else {
+                    return;
+                };
+                let began = a.started_at.unwrap_or(a.assigned_at);
+                let Some(b) = a
+                    .branches
+                    .get_mut(*branch as usize)
+                    .filter(|b| b.outcome.is_none())
+                else {
+                    return;
+                };
+                b.outcome = Some(*outcome);
+                b.finished_at = Some(now);
+                b.exit_code = *exit_code;
+                b.outputs = outputs.clone();
+                b.error = error.clone();
+                let agent = b.agent.clone();
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.slots_used = a.slots_used.saturating_sub(1);
+                    if *outcome != AttemptOutcome::Cancelled {
+                        a.record(
+                            now,
+                            *outcome == AttemptOutcome::Succeeded,
+                            now.saturating_sub(began),
+                        );
+                    }
+                }
+                self.wake_slot_waiters();
+            }
+            EventKind::TaskResolved {
+                task,
+                attempt,
+                resolution,
+            } => {
+                if let Some(a) = open_attempt_mut(run, *task, *attempt) {
+                    a.resolution = Some(resolution.clone());
+                }
+            }
+        }
+    }
+
+    /// A slot came free: multi-agent tasks waiting for several at once look again.
+    fn wake_slot_waiters(&mut self) {
+        if !std::mem::take(&mut self.slot_waiters) {
+            return;
+        }
+        for r in self.runs.values_mut() {
+            for w in std::mem::take(&mut r.index.waiting_slots) {
+                r.requeue(w);
+            }
         }
     }
 
@@ -1176,12 +1277,44 @@ impl EngineState {
                 a.record(now, outcome == AttemptOutcome::Succeeded, took);
             }
         }
+        // Branches still open when a multi-agent attempt ends stop with it.
+        let branch_outcome = match outcome {
+            AttemptOutcome::Interrupted => AttemptOutcome::Interrupted,
+            _ => AttemptOutcome::Cancelled,
+        };
+        let mut freed = Vec::new();
+        if let Some(att) = self
+            .runs
+            .get_mut(run_id)
+            .and_then(|r| r.tasks[t as usize].attempts.last_mut())
+        {
+            for b in att.branches.iter_mut().filter(|b| b.outcome.is_none()) {
+                b.outcome = Some(branch_outcome);
+                b.finished_at = Some(now);
+                freed.push(b.agent.clone());
+            }
+        }
+        for name in freed {
+            if let Some(a) = self.agents.get_mut(&name) {
+                a.slots_used = a.slots_used.saturating_sub(1);
+            }
+        }
+        self.wake_slot_waiters();
     }
 
     /// Earliest pending retry timer.
     pub fn next_timer(&self) -> Option<Millis> {
         self.timers.first().map(|(at, _, _)| *at)
     }
+}
+
+/// The open attempt of `t` if it is number `attempt`.
+fn open_attempt_mut(run: &mut Run, t: TaskIdx, attempt: u32) -> Option<&mut Attempt> {
+    run.tasks
+        .get_mut(t as usize)?
+        .attempts
+        .last_mut()
+        .filter(|a| a.number == attempt && a.finished_at.is_none())
 }
 
 /// Recomputes which agents can serve each ready class of a run.

@@ -57,6 +57,11 @@ pub enum Purpose {
         check: u32,
     },
     Compensation,
+    /// Branch `branch` of a multi-agent task attempt (its log lines join the attempt's log,
+    /// prefixed with the agent's name).
+    Branch {
+        branch: u32,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,9 @@
 
 mod agents;
 mod decode;
+mod fanout;
+#[cfg(test)]
+mod fanout_tests;
 mod json;
 mod matrix;
 mod node;

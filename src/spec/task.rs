@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::decode::Dec;
+use super::fanout::{self, RawFanout};
 use super::node::{Entry, Node, Span, Val};
 use super::scalars;
 use super::template_ref::TemplateRef;
@@ -34,6 +35,8 @@ pub const TASK_KEYS: &[&str] = &[
     "compensate",
     "format",
     "schema",
+    "agents",
+    "resolve",
 ];
 
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "delay", "max_delay", "jitter"];
@@ -69,6 +72,8 @@ pub struct TaskExtra<'n> {
     /// `Some` with `matrix` (axes may be empty after errors).
     pub matrix: Option<(Vec<Axis<'n>>, Span)>,
     pub templates: Vec<TemplateRef<'n>>,
+    /// `agents` and `resolve` (multi-agent tasks).
+    pub fanout: RawFanout<'n>,
 }
 
 /// A task spec with defaults; `base`, `needs` and `matrix` are filled in by `validate`.
@@ -236,9 +241,12 @@ pub fn decode<'n>(
                     ),
                 }
             }
+            "agents" => fanout::agents(dec, v, &mut t.extra_mut().fanout),
+            "resolve" => fanout::resolve(dec, v, &mut t.extra_mut().fanout),
             _ => dec.unknown_key(&e, TASK_KEYS, "a task"),
         }
     }
+    finish_fanout(dec, &mut t, spec);
     if let Some(span) = schema_span
         && spec.format != ReplyFormat::Json
     {
@@ -266,6 +274,49 @@ pub fn decode<'n>(
         );
     }
     t
+}
+
+/// `agents` and `resolve` go together, and a task on several agents is not pinned to one.
+fn finish_fanout(dec: &mut Dec<'_>, t: &mut RawTask<'_>, spec: &mut TaskSpec) {
+    let Some(raw) = t
+        .extra
+        .as_ref()
+        .map(|x| &x.fanout)
+        .filter(|f| !f.is_empty())
+    else {
+        return;
+    };
+    match (&raw.agents, &raw.resolve) {
+        (Some((agents, span)), Some((resolve, _))) => {
+            if let Some(pin) = t.extra.as_ref().and_then(|x| x.agent_span.clone()) {
+                dec.push(
+                    pin,
+                    format!("task `{}` has both `agent` and `agents`", t.id),
+                    "pin one agent with `agent`, or run on several with `agents`, not both",
+                );
+                let _ = span;
+                return;
+            }
+            spec.fanout = Some(super::Fanout {
+                agents: agents.clone(),
+                resolve: resolve.clone(),
+            });
+        }
+        (Some((_, span)), None) if !raw.resolve_given => dec.push(
+            span.clone(),
+            format!(
+                "task `{}` runs on several agents but does not say how to resolve their outputs",
+                t.id
+            ),
+            "add resolve = \"first\", \"merge\", { majority = \"FIELD\" } or { judge = \"AGENT\" }",
+        ),
+        (None, Some((_, span))) if !raw.agents_given => dec.push(
+            span.clone(),
+            format!("task `{}` has `resolve` but runs on one agent", t.id),
+            "add agents = N (or a list of agent names), or remove `resolve`",
+        ),
+        _ => {}
+    }
 }
 
 fn owned(list: Vec<(&str, Span)>) -> Vec<String> {

@@ -273,6 +273,71 @@ pub struct TaskSpec {
     /// JSON Schema the parsed reply must match (with `format = "json"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
+    /// Run the same work on several agents at once and resolve their outputs (`agents` and
+    /// `resolve` in the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<Fanout>,
+}
+
+/// A multi-agent task: which agents run it and how their outputs become the task's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fanout {
+    pub agents: FanoutAgents,
+    pub resolve: Resolve,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanoutAgents {
+    /// `agents = N`: the N best-scoring capable agents.
+    Count(u32),
+    /// `agents = ["a", "b"]`: exactly these, in this order (the order breaks ties).
+    Named(Vec<String>),
+}
+
+impl FanoutAgents {
+    pub fn len(&self) -> usize {
+        match self {
+            FanoutAgents::Count(n) => *n as usize,
+            FanoutAgents::Named(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How the branches' outputs become the task's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "strategy")]
+pub enum Resolve {
+    /// The first successful branch wins; the others are cancelled.
+    First,
+    /// The union of every successful branch's outputs; disagreeing keys are conflicts and the
+    /// value of the first agent (in branch order) is kept.
+    Merge,
+    /// A vote on one output (a key, or a dotted path into a JSON output such as `json.verdict`):
+    /// more than half of the branches must agree, else the attempt fails with a conflict.
+    Majority { field: String },
+    /// A judge agent sees every candidate and its reply decides the outputs.
+    Judge {
+        agent: String,
+        /// Template for the judge's prompt (sees `task`, `candidates`, the context).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
+    },
+}
+
+impl Resolve {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Resolve::First => "first",
+            Resolve::Merge => "merge",
+            Resolve::Majority { .. } => "majority",
+            Resolve::Judge { .. } => "judge",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,6 +400,7 @@ impl TaskSpec {
             compensate: None,
             format: ReplyFormat::Text,
             schema: None,
+            fanout: None,
         }
     }
 }

@@ -126,6 +126,7 @@ pub fn validate(
             .filter_map(|a| a.spec.as_ref().map(|s| (a.name, s))),
     );
     check_agents(&raw.tasks, &raw.specs, &all_agents, problems);
+    check_fanout(&raw.tasks, &raw.specs, &all_agents, problems);
     check_resources(&raw.tasks, &raw.specs, config, problems);
 
     let mut cache = Cache::default();
@@ -361,6 +362,106 @@ fn check_agents(
                     let (msg, hint) = agents::explain_none(all, t.id, action, requires);
                     problems.push(t.id_span.clone(), msg, hint);
                 }
+            }
+        }
+    }
+}
+
+/// Multi-agent tasks: named agents exist and can run the task, enough agents can for
+/// `agents = N`, and a judge exists and can answer a prompt.
+fn check_fanout(
+    tasks: &[RawTask<'_>],
+    specs: &[TaskSpec],
+    all: &IndexMap<String, AgentSpec>,
+    problems: &mut Problems,
+) {
+    let known = |name: &str| {
+        suggest::did_you_mean(name, all.keys().map(String::as_str)).unwrap_or_else(|| {
+            format!(
+                "declare [agents.{name}] or use one of: {}",
+                all.keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    };
+    for (t, spec) in tasks.iter().zip(specs) {
+        let (Some(fanout), Some(raw)) = (&spec.fanout, t.extra.as_ref().map(|x| &x.fanout)) else {
+            continue;
+        };
+        let (action, requires) = (&spec.action, &spec.requires);
+        for (name, span) in &raw.names {
+            match all.get(*name) {
+                None => problems.push(
+                    span.clone(),
+                    format!("task `{}` names unknown agent `{name}` in `agents`", t.id),
+                    known(name),
+                ),
+                Some(a) if t.has_action && !agents::can_run(a, action, requires) => {
+                    let (msg, hint) = agents::explain_pinned(name, a, t.id, action, requires);
+                    problems.push(span.clone(), msg, hint);
+                }
+                Some(_) => {}
+            }
+        }
+        if let (super::FanoutAgents::Count(n), Some((_, span))) = (&fanout.agents, &raw.agents)
+            && t.has_action
+        {
+            let able: Vec<&str> = all
+                .iter()
+                .filter(|(_, a)| agents::can_run(a, action, requires))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if able.len() < *n as usize {
+                let which = if able.is_empty() {
+                    "none can".to_string()
+                } else {
+                    format!(
+                        "only {} can ({})",
+                        able.len(),
+                        able.iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                problems.push(
+                    span.clone(),
+                    format!(
+                        "task `{}` asks for {n} agents, but {which} run {}{}",
+                        t.id,
+                        agents::action_name(action),
+                        if requires.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" with capabilities {}", requires.join(", "))
+                        }
+                    ),
+                    "lower `agents`, or declare more agents able to run it",
+                );
+            }
+        }
+        if let (super::Resolve::Judge { agent, .. }, Some(span)) =
+            (&fanout.resolve, &raw.judge_span)
+        {
+            let prompt = super::Action::Prompt(String::new());
+            match all.get(agent) {
+                None => problems.push(
+                    span.clone(),
+                    format!("task `{}` is judged by unknown agent `{agent}`", t.id),
+                    known(agent),
+                ),
+                Some(a) if !a.kind.can_run(&prompt) => problems.push(
+                    span.clone(),
+                    format!(
+                        "judge `{agent}` of task `{}` is a {} agent, which cannot answer a prompt",
+                        t.id,
+                        a.kind.as_str()
+                    ),
+                    "use a command or llm agent as the judge",
+                ),
+                Some(_) => {}
             }
         }
     }

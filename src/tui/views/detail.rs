@@ -125,6 +125,15 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
         agent_line.push(dim_span(app, format!("  ({})", wants.join(", "))));
     }
     out.push(Line::from(agent_line));
+    if let Some(f) = &spec.fanout {
+        out.push(Line::from(vec![
+            label("agents"),
+            Span::raw(truncate(
+                &super::branches::fanout_text(f),
+                width.saturating_sub(10).max(8),
+            )),
+        ]));
+    }
 
     out.push(Line::from(Span::styled("attempts", th.title())));
     if task.attempts.is_empty() {
@@ -160,6 +169,7 @@ pub fn lines(app: &App, run: &Run, t: TaskIdx, width: usize) -> Vec<Line<'static
             )));
         }
     }
+    out.extend(super::branches::lines(app, task, width));
     if !task.outputs.is_empty() {
         out.push(Line::from(Span::styled("outputs", th.title())));
         for (k, v) in &task.outputs {

@@ -1,6 +1,7 @@
 //! Pure views: `view(&App, &mut Frame)` draws everything from the state, nothing else.
 
 mod agents;
+mod branches;
 pub mod common;
 mod detail;
 mod gates;
