@@ -163,6 +163,7 @@ async fn a_local_session_submits_follows_and_reads_logs() {
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for wanted in [
         "submit_workflow",
+        "validate_workflow",
         "run_status",
         "list_runs",
         "list_tasks",
@@ -239,6 +240,30 @@ async fn a_local_session_submits_follows_and_reads_logs() {
     assert_eq!(v["workflow"], "from-file");
     let st = s.settle(v["run"].as_str().unwrap()).await;
     assert_eq!(st["state"], "succeeded");
+
+    // Checking without running.
+    let v = s
+        .json("validate_workflow", json!({ "workflow": DEMO }))
+        .await;
+    assert_eq!(v["valid"], true);
+    assert_eq!(
+        v["tasks"][1],
+        json!({ "task": "measure", "needs": ["hello"] })
+    );
+    let v = s
+        .json(
+            "validate_workflow",
+            json!({ "workflow": "name = \"c\"\n[tasks.a]\nneeds = [\"b\"]\nrun = \"true\"\n[tasks.b]\nneeds = [\"a\"]\nrun = \"true\"\n" }),
+        )
+        .await;
+    assert_eq!(v["valid"], false);
+    assert!(v["problems"][0].as_str().unwrap().contains("cycle"), "{v}");
+    let runs_now = s.json("list_runs", json!({})).await;
+    assert_eq!(
+        runs_now.as_array().unwrap().len(),
+        2,
+        "validating ran nothing"
+    );
 
     // Bad input: clear tool errors, and the session goes on.
     let e = s.err("run_status", json!({ "run": "no-such-run" })).await;

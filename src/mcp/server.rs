@@ -31,10 +31,13 @@ const POLL: Duration = Duration::from_millis(250);
 const DEFAULT_TAIL: usize = 100;
 /// Workflow problems listed in one error (the rest are counted).
 const MAX_PROBLEMS: usize = 20;
+/// Tasks listed by validate_workflow (the rest are counted).
+const MAX_LISTED_TASKS: usize = 200;
 
 const INSTRUCTIONS: &str = "taskdeck runs task-graph workflows: tasks (shell commands, builtins, \
 LLM or HTTP agents) with dependencies (`needs`), retries, approvals and quality gates, journaled \
-so runs survive restarts. Typical use: submit_workflow (TOML text or a file path) -> run_status \
+so runs survive restarts. Typical use: validate_workflow while writing one, submit_workflow (TOML text or a file \
+path) -> run_status \
 with wait_seconds until it finishes or waits for approval -> list_tasks to see states, agents, \
 errors and outputs -> task_log for a task's output -> retry_task / approve_task / cancel / pause / \
 resume as needed. A minimal workflow: name = \"demo\"\\n[tasks.build]\\nrun = \"make\"\\n\
@@ -265,6 +268,55 @@ impl TaskdeckMcp {
             "tasks": tasks,
             "next": "run_status with wait_seconds to follow it",
         })))
+    }
+
+    /// Check a workflow without running it (same inputs as submit_workflow). Answers
+    /// `valid: true` with its tasks and their needs, or `valid: false` with every problem
+    /// (line, column, what to do). With --to the server checks again against its own agents
+    /// when the workflow is submitted.
+    #[tool(annotations(title = "Validate a workflow", read_only_hint = true))]
+    async fn validate_workflow(&self, Parameters(p): Parameters<SubmitParams>) -> Answer {
+        let source = read_workflow(p).await?;
+        let config = self.config.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::spec::parse_str(&source.text, &source.name, source.format, &config)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let answer = match checked {
+            Ok(wf) => {
+                let tasks: Vec<Value> = wf
+                    .tasks
+                    .iter()
+                    .take(MAX_LISTED_TASKS)
+                    .map(|t| {
+                        let needs: Vec<&str> = t
+                            .needs
+                            .iter()
+                            .map(|&n| wf.tasks[n as usize].id.as_str())
+                            .collect();
+                        json!({ "task": t.id, "needs": needs })
+                    })
+                    .collect();
+                json!({
+                    "valid": true,
+                    "workflow": wf.name,
+                    "task_count": wf.tasks.len(),
+                    "tasks": tasks,
+                })
+            }
+            Err(LoadError::Invalid(diags)) => json!({
+                "valid": false,
+                "problem_count": diags.len(),
+                "problems": diags
+                    .iter()
+                    .take(MAX_PROBLEMS)
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>(),
+            }),
+            Err(e) => return Err(load_error(e)),
+        };
+        Ok(to_text(&answer))
     }
 
     /// A run's state (pending, running, paused, succeeded, failed, cancelled, or interrupted
