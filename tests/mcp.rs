@@ -481,6 +481,47 @@ builtin = "sleep 10m"
 }
 
 #[tokio::test]
+async fn a_multi_agent_task_shows_each_agent_and_the_resolution() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Session::start(&["--store", "memory"], home.path(), dir.path()).await;
+    let run = s
+        .submit(
+            r#"
+name = "panel"
+[agents.left]
+kind = "command"
+command = "sh -c 'echo x=1 >> $TASKDECK_OUTPUT'"
+[agents.right]
+kind = "command"
+command = "sh -c 'echo y=2 >> $TASKDECK_OUTPUT'"
+
+[tasks.ask]
+prompt = "What do you see?"
+agents = ["left", "right"]
+resolve = "merge"
+"#,
+        )
+        .await;
+    let st = s.settle(&run).await;
+    assert_eq!(st["state"], "succeeded", "{st}");
+    let ask = s.task(&run, "ask").await;
+    assert_eq!(ask["outputs"]["x"], 1);
+    assert_eq!(ask["outputs"]["y"], 2);
+    let attempt = &ask["attempts"][0];
+    let agents: Vec<&str> = attempt["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["left", "right"]);
+    assert_eq!(attempt["branches"][1]["outputs"]["y"], 2);
+    assert_eq!(attempt["resolution"]["strategy"], "merge");
+    s.close().await;
+}
+
+#[tokio::test]
 async fn a_run_is_paused_resumed_and_a_task_cancelled() {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();

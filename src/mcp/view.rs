@@ -142,6 +142,36 @@ fn task_row(run: &Run, idx: usize, task: &Task) -> Value {
             if !a.error.is_empty() {
                 v["error"] = a.error.clone().into();
             }
+            // A multi-agent attempt: what each agent did and how it was resolved.
+            if !a.branches.is_empty() {
+                let branches: Vec<Value> = a
+                    .branches
+                    .iter()
+                    .map(|b| {
+                        let mut bv = json!({ "agent": b.agent.as_ref() });
+                        if b.judge {
+                            bv["judge"] = true.into();
+                        }
+                        if let Some(o) = b.outcome {
+                            bv["outcome"] = serde_json::to_value(o).unwrap_or(Value::Null);
+                        }
+                        if let Some(c) = b.exit_code {
+                            bv["exit_code"] = c.into();
+                        }
+                        if !b.error.is_empty() {
+                            bv["error"] = b.error.clone().into();
+                        }
+                        if !b.outputs.is_empty() {
+                            bv["outputs"] = summarize_outputs(&b.outputs, MAX_VALUE_CHARS);
+                        }
+                        bv
+                    })
+                    .collect();
+                v["branches"] = branches.into();
+            }
+            if let Some(r) = &a.resolution {
+                v["resolution"] = serde_json::to_value(r).unwrap_or(Value::Null);
+            }
             v
         })
         .collect();
