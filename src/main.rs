@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             | Commands::Console(_)
             | Commands::Plan(_)
             | Commands::Serve(_)
-            | Commands::Mcp(_)
+            | Commands::Mcp(cli::McpArgs { to: None, .. })
     ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.

@@ -163,6 +163,7 @@ async fn a_local_session_submits_follows_and_reads_logs() {
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for wanted in [
         "submit_workflow",
+        "validate_workflow",
         "run_status",
         "list_runs",
         "list_tasks",
@@ -240,6 +241,30 @@ async fn a_local_session_submits_follows_and_reads_logs() {
     let st = s.settle(v["run"].as_str().unwrap()).await;
     assert_eq!(st["state"], "succeeded");
 
+    // Checking without running.
+    let v = s
+        .json("validate_workflow", json!({ "workflow": DEMO }))
+        .await;
+    assert_eq!(v["valid"], true);
+    assert_eq!(
+        v["tasks"][1],
+        json!({ "task": "measure", "needs": ["hello"] })
+    );
+    let v = s
+        .json(
+            "validate_workflow",
+            json!({ "workflow": "name = \"c\"\n[tasks.a]\nneeds = [\"b\"]\nrun = \"true\"\n[tasks.b]\nneeds = [\"a\"]\nrun = \"true\"\n" }),
+        )
+        .await;
+    assert_eq!(v["valid"], false);
+    assert!(v["problems"][0].as_str().unwrap().contains("cycle"), "{v}");
+    let runs_now = s.json("list_runs", json!({})).await;
+    assert_eq!(
+        runs_now.as_array().unwrap().len(),
+        2,
+        "validating ran nothing"
+    );
+
     // Bad input: clear tool errors, and the session goes on.
     let e = s.err("run_status", json!({ "run": "no-such-run" })).await;
     assert!(e.contains("no run `no-such-run`"), "{e}");
@@ -261,6 +286,28 @@ async fn a_local_session_submits_follows_and_reads_logs() {
     assert!(e.contains("not valid"), "{e}");
     let e = s.err("submit_workflow", json!({})).await;
     assert!(e.contains("`workflow`"), "{e}");
+    let e = s
+        .err(
+            "submit_workflow",
+            json!({ "workflow": DEMO, "path": "flow.json" }),
+        )
+        .await;
+    assert!(e.contains("not both"), "{e}");
+    let e = s
+        .err(
+            "submit_workflow",
+            json!({ "workflow": DEMO, "format": "yaml" }),
+        )
+        .await;
+    assert!(e.contains("format `yaml`"), "{e}");
+    // Told it is JSON, TOML text gets JSON's complaint.
+    let e = s
+        .err(
+            "submit_workflow",
+            json!({ "workflow": DEMO, "format": "json" }),
+        )
+        .await;
+    assert!(e.contains("workflow:"), "{e}");
     let e = s
         .err("submit_workflow", json!({ "path": "missing.toml" }))
         .await;
@@ -385,6 +432,25 @@ builtin = "sleep 10m"
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(s.task(&run, "slow").await["state"], "running");
+
+    // Another session on the same store reads the run but leaves it to its owner.
+    let other = Session::start(&args, home.path(), dir.path()).await;
+    let st = other.json("run_status", json!({ "run": run })).await;
+    assert_eq!(st["live"], false);
+    assert_eq!(st["state"], "running");
+    assert!(
+        st["note"]
+            .as_str()
+            .unwrap()
+            .contains("another taskdeck process"),
+        "{st}"
+    );
+    let e = other.err("cancel", json!({ "run": run })).await;
+    assert!(e.contains("another taskdeck process"), "{e}");
+    let e = other.err("resume", json!({ "run": run })).await;
+    assert!(e.contains("another taskdeck process"), "{e}");
+    other.close().await;
+
     let (code, stderr) = s.close().await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("1 unfinished run handed back"), "{stderr}");
@@ -392,6 +458,7 @@ builtin = "sleep 10m"
     let s = Session::start(&args, home.path(), dir.path()).await;
     let st = s.json("run_status", json!({ "run": run })).await;
     assert_eq!(st["live"], false);
+    assert_eq!(st["state"], "interrupted");
     assert!(st["note"].as_str().unwrap().contains("resume"), "{st}");
     let e = s.err("cancel", json!({ "run": run })).await;
     assert!(e.contains("interrupted"), "{e}");
@@ -410,6 +477,47 @@ builtin = "sleep 10m"
             .len(),
         1
     );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_multi_agent_task_shows_each_agent_and_the_resolution() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Session::start(&["--store", "memory"], home.path(), dir.path()).await;
+    let run = s
+        .submit(
+            r#"
+name = "panel"
+[agents.left]
+kind = "command"
+command = "sh -c 'echo x=1 >> $TASKDECK_OUTPUT'"
+[agents.right]
+kind = "command"
+command = "sh -c 'echo y=2 >> $TASKDECK_OUTPUT'"
+
+[tasks.ask]
+prompt = "What do you see?"
+agents = ["left", "right"]
+resolve = "merge"
+"#,
+        )
+        .await;
+    let st = s.settle(&run).await;
+    assert_eq!(st["state"], "succeeded", "{st}");
+    let ask = s.task(&run, "ask").await;
+    assert_eq!(ask["outputs"]["x"], 1);
+    assert_eq!(ask["outputs"]["y"], 2);
+    let attempt = &ask["attempts"][0];
+    let agents: Vec<&str> = attempt["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["left", "right"]);
+    assert_eq!(attempt["branches"][1]["outputs"]["y"], 2);
+    assert_eq!(attempt["resolution"]["strategy"], "merge");
     s.close().await;
 }
 

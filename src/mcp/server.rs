@@ -13,7 +13,8 @@ use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 
 use super::params::*;
-use super::view;
+use super::view::{self, Runner};
+use crate::client::ClientError;
 use crate::config::Config;
 use crate::console::{Console, ConsoleError};
 use crate::engine::state::{EngineState, Run};
@@ -30,17 +31,21 @@ const POLL: Duration = Duration::from_millis(250);
 const DEFAULT_TAIL: usize = 100;
 /// Workflow problems listed in one error (the rest are counted).
 const MAX_PROBLEMS: usize = 20;
+/// Tasks listed by validate_workflow (the rest are counted).
+const MAX_LISTED_TASKS: usize = 200;
 
 const INSTRUCTIONS: &str = "taskdeck runs task-graph workflows: tasks (shell commands, builtins, \
 LLM or HTTP agents) with dependencies (`needs`), retries, approvals and quality gates, journaled \
-so runs survive restarts. Typical use: submit_workflow (TOML text or a file path) -> run_status \
+so runs survive restarts. Typical use: validate_workflow while writing one, submit_workflow (TOML text or a file \
+path) -> run_status \
 with wait_seconds until it finishes or waits for approval -> list_tasks to see states, agents, \
 errors and outputs -> task_log for a task's output -> retry_task / approve_task / cancel / pause / \
 resume as needed. A minimal workflow: name = \"demo\"\\n[tasks.build]\\nrun = \"make\"\\n\
 [tasks.test]\\nrun = \"make test\"\\nneeds = [\"build\"]. Other task kinds: builtin = \"echo TEXT\" | \
 \"sleep 2s\" | \"fail\" | \"noop\"; approval = true makes a task wait for approve_task; retry = \
 { attempts = 3, delay = \"1s\" }. A task writes outputs by appending key=value lines to the file \
-named by $TASKDECK_OUTPUT.";
+named by $TASKDECK_OUTPUT. Tasks run in the working directory of the engine's process (this \
+server's, or the remote server's with --to). Run ids may be shortened to a unique prefix.";
 
 #[derive(Clone)]
 pub struct TaskdeckMcp {
@@ -49,10 +54,16 @@ pub struct TaskdeckMcp {
     tool_router: ToolRouter<Self>,
 }
 
-/// A run found by id or prefix: its state, and whether an engine executes it now.
+/// A run found by id or prefix: its state, and who executes it.
 struct Found {
     run: Box<Run>,
-    live: bool,
+    runner: Runner,
+}
+
+impl Found {
+    fn live(&self) -> bool {
+        self.runner == Runner::ThisEngine
+    }
 }
 
 fn console_err(e: ConsoleError) -> String {
@@ -107,6 +118,76 @@ fn guess_format(text: &str) -> Format {
     }
 }
 
+/// The run `wanted` names exactly, or the one it is a unique prefix of, among the engine's
+/// runs and the store's.
+fn resolve(
+    snap: &EngineState,
+    stored: &[crate::history::HistoryEntry],
+    wanted: &str,
+) -> Result<RunId, String> {
+    let mut ids: Vec<&RunId> = snap
+        .runs
+        .keys()
+        .chain(stored.iter().map(|e| &e.id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if let Some(id) = ids.iter().find(|id| id.as_str() == wanted) {
+        return Ok((*id).clone());
+    }
+    let matching: Vec<&RunId> = ids
+        .into_iter()
+        .filter(|id| id.as_str().starts_with(wanted))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("no run `{wanted}` here (list_runs shows the runs)")),
+        many => Err(format!(
+            "`{wanted}` matches {} runs ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .take(5)
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// A workflow's text as submitted, the name its problems are reported under, and its format.
+struct Source {
+    text: String,
+    name: String,
+    format: Format,
+}
+
+/// The workflow text of a submission: given inline or read from `path`.
+async fn read_workflow(p: SubmitParams) -> Result<Source, String> {
+    let forced = parse_format(p.format.as_deref())?;
+    match (p.workflow, p.path) {
+        (Some(_), Some(_)) => Err("give either `workflow` (text) or `path`, not both".into()),
+        (None, None) => Err("give the workflow's text in `workflow`, or a file's `path`".into()),
+        (Some(text), None) => Ok(Source {
+            format: forced.unwrap_or_else(|| guess_format(&text)),
+            text,
+            name: "workflow".into(),
+        }),
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let at = path.clone();
+            let text = tokio::task::spawn_blocking(move || crate::spec::read_text(&at))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(load_error)?;
+            Ok(Source {
+                text,
+                name: path.display().to_string(),
+                format: forced.unwrap_or_else(|| Format::from_path(&path)),
+            })
+        }
+    }
+}
+
 /// Finished, or stopped until someone approves a task: nothing to wait for.
 fn settled(run: &Run) -> bool {
     run.state.is_terminal()
@@ -145,38 +226,16 @@ impl TaskdeckMcp {
     /// hint). Answers the new run's id (use it with run_status, list_tasks, task_log).
     #[tool(annotations(title = "Submit a workflow", destructive_hint = false))]
     async fn submit_workflow(&self, Parameters(p): Parameters<SubmitParams>) -> Answer {
-        let forced = parse_format(p.format.as_deref())?;
-        let (text, name, format) = match (p.workflow, p.path) {
-            (Some(_), Some(_)) => {
-                return Err("give either `workflow` (text) or `path`, not both".into());
-            }
-            (None, None) => {
-                return Err("give the workflow's text in `workflow`, or a file's `path`".into());
-            }
-            (Some(text), None) => {
-                let f = forced.unwrap_or_else(|| guess_format(&text));
-                (text, "workflow".to_string(), f)
-            }
-            (None, Some(path)) => {
-                let path = PathBuf::from(path);
-                let p2 = path.clone();
-                let text = tokio::task::spawn_blocking(move || crate::spec::read_text(&p2))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(load_error)?;
-                let f = forced.unwrap_or_else(|| Format::from_path(&path));
-                (text, path.display().to_string(), f)
-            }
-        };
+        let source = read_workflow(p).await?;
         let (id, workflow, tasks) = match &self.console {
             Console::Remote(r) => {
                 // The server checks the workflow against its own agents.
                 let done = r
                     .client()
-                    .submit(text, format == Format::Json)
+                    .submit(source.text, source.format == Format::Json)
                     .await
                     .map_err(|e| match e {
-                        crate::client::ClientError::Api {
+                        ClientError::Api {
                             detail, problems, ..
                         } if !problems.is_empty() => {
                             format!("{detail}:\n{}", problems.join("\n"))
@@ -187,9 +246,9 @@ impl TaskdeckMcp {
             }
             Console::Local(_) => {
                 let config = self.config.clone();
-                let t2 = text.clone();
+                let (text, name, format) = (source.text.clone(), source.name, source.format);
                 let wf = tokio::task::spawn_blocking(move || {
-                    crate::spec::parse_str(&t2, &name, format, &config)
+                    crate::spec::parse_str(&text, &name, format, &config)
                 })
                 .await
                 .map_err(|e| e.to_string())?
@@ -197,7 +256,7 @@ impl TaskdeckMcp {
                 let (workflow, tasks) = (wf.name.clone(), wf.tasks.len());
                 let id = self
                     .console
-                    .submit(wf, Some(text))
+                    .submit(wf, Some(source.text))
                     .await
                     .map_err(console_err)?;
                 (id.to_string(), workflow, tasks)
@@ -211,6 +270,55 @@ impl TaskdeckMcp {
         })))
     }
 
+    /// Check a workflow without running it (same inputs as submit_workflow). Answers
+    /// `valid: true` with its tasks and their needs, or `valid: false` with every problem
+    /// (line, column, what to do). With --to the server checks again against its own agents
+    /// when the workflow is submitted.
+    #[tool(annotations(title = "Validate a workflow", read_only_hint = true))]
+    async fn validate_workflow(&self, Parameters(p): Parameters<SubmitParams>) -> Answer {
+        let source = read_workflow(p).await?;
+        let config = self.config.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::spec::parse_str(&source.text, &source.name, source.format, &config)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let answer = match checked {
+            Ok(wf) => {
+                let tasks: Vec<Value> = wf
+                    .tasks
+                    .iter()
+                    .take(MAX_LISTED_TASKS)
+                    .map(|t| {
+                        let needs: Vec<&str> = t
+                            .needs
+                            .iter()
+                            .map(|&n| wf.tasks[n as usize].id.as_str())
+                            .collect();
+                        json!({ "task": t.id, "needs": needs })
+                    })
+                    .collect();
+                json!({
+                    "valid": true,
+                    "workflow": wf.name,
+                    "task_count": wf.tasks.len(),
+                    "tasks": tasks,
+                })
+            }
+            Err(LoadError::Invalid(diags)) => json!({
+                "valid": false,
+                "problem_count": diags.len(),
+                "problems": diags
+                    .iter()
+                    .take(MAX_PROBLEMS)
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>(),
+            }),
+            Err(e) => return Err(load_error(e)),
+        };
+        Ok(to_text(&answer))
+    }
+
     /// A run's state (pending, running, paused, succeeded, failed, cancelled, or interrupted
     /// when nobody executes it), task counts per state, and the tasks that failed, wait for
     /// approval or are under way. With `wait_seconds` it first waits (up to 300 s) until the
@@ -221,7 +329,7 @@ impl TaskdeckMcp {
         let deadline = tokio::time::Instant::now() + wait;
         let mut found = self.find(&p.run).await?;
         // Only the engine's snapshot is read while waiting: the run is live, its id known.
-        while found.live && !settled(&found.run) && tokio::time::Instant::now() < deadline {
+        while found.live() && !settled(&found.run) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
             let snap = self.console.snapshot().await.map_err(console_err)?;
             match snap.runs.get(&found.run.id) {
@@ -229,7 +337,7 @@ impl TaskdeckMcp {
                 None => found = self.find(found.run.id.as_str()).await?,
             }
         }
-        Ok(to_text(&view::run_status(&found.run, found.live)))
+        Ok(to_text(&view::run_status(&found.run, found.runner)))
     }
 
     /// Runs in the store (or on the server), newest first: id, workflow, state, task counts.
@@ -245,7 +353,7 @@ impl TaskdeckMcp {
                     .values()
                     .rev()
                     .take(limit)
-                    .map(|r| view::run_status(r, true))
+                    .map(|r| view::run_status(r, Runner::ThisEngine))
                     .collect()
             }
             Err(e) => return Err(console_err(e)),
@@ -294,7 +402,7 @@ impl TaskdeckMcp {
                 p.task
             ));
         }
-        let lines = if found.live {
+        let lines = if found.live() {
             self.console.task_log(&run.id, idx as u32, attempt, 0).await
         } else {
             self.console
@@ -383,7 +491,7 @@ impl TaskdeckMcp {
     #[tool(annotations(title = "Resume a run or task", destructive_hint = false))]
     async fn resume(&self, Parameters(p): Parameters<RunOrTaskParams>) -> Answer {
         let found = self.find(&p.run).await?;
-        if !found.live && p.task.is_none() && !found.run.state.is_terminal() {
+        if found.runner == Runner::Nobody && p.task.is_none() && !found.run.state.is_terminal() {
             let (recovered, warnings) = self
                 .console
                 .resume(&found.run.id)
@@ -421,63 +529,54 @@ impl TaskdeckMcp {
             return Err("give a run id (list_runs shows them)".into());
         }
         let snap = self.console.snapshot().await.map_err(console_err)?;
-        let id = self.resolve(&snap, wanted).await?;
+        let exact = RunId::from(wanted);
+        if let Some(run) = snap.runs.get(&exact) {
+            return Ok(Found {
+                run: Box::new(run.clone()),
+                runner: Runner::ThisEngine,
+            });
+        }
+        let stored = match self.console.history().await {
+            Ok(entries) => entries,
+            Err(ConsoleError::Refused(_)) => Vec::new(), // no store: live runs only
+            Err(e) => return Err(console_err(e)),
+        };
+        let id = resolve(&snap, &stored, wanted)?;
         if let Some(run) = snap.runs.get(&id) {
             return Ok(Found {
                 run: Box::new(run.clone()),
-                live: true,
+                runner: Runner::ThisEngine,
             });
         }
         let past = self.console.open_past(&id).await.map_err(console_err)?;
+        // The store's list tells an interrupted run from one another process executes.
+        let elsewhere = !past.run.state.is_terminal()
+            && stored
+                .iter()
+                .any(|e| e.id == id && e.state != "interrupted");
         Ok(Found {
             run: past.run,
-            live: false,
+            runner: if elsewhere {
+                Runner::Elsewhere
+            } else {
+                Runner::Nobody
+            },
         })
-    }
-
-    async fn resolve(&self, snap: &EngineState, wanted: &str) -> Result<RunId, String> {
-        let exact = RunId::from(wanted);
-        if snap.runs.contains_key(&exact) {
-            return Ok(exact);
-        }
-        let mut ids: Vec<RunId> = snap.runs.keys().cloned().collect();
-        match self.console.history().await {
-            Ok(entries) => ids.extend(entries.into_iter().map(|e| e.id)),
-            Err(ConsoleError::Refused(_)) => {} // no store: live runs only
-            Err(e) => return Err(console_err(e)),
-        }
-        ids.sort();
-        ids.dedup();
-        if ids.contains(&exact) {
-            return Ok(exact);
-        }
-        let matching: Vec<&RunId> = ids
-            .iter()
-            .filter(|id| id.as_str().starts_with(wanted))
-            .collect();
-        match matching.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(format!("no run `{wanted}` here (list_runs shows the runs)")),
-            many => Err(format!(
-                "`{wanted}` matches {} runs ({}); give more of the id",
-                many.len(),
-                many.iter()
-                    .take(5)
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        }
     }
 
     /// A run the engine executes now, or an error saying why commands cannot reach it.
     async fn live_run(&self, wanted: &str) -> Result<Found, String> {
         let found = self.find(wanted).await?;
-        if !found.live {
+        if !found.live() {
             let state = found.run.state;
             return Err(if state.is_terminal() {
                 format!(
                     "run {} has finished ({state}); submit it again to run it anew",
+                    found.run.id
+                )
+            } else if found.runner == Runner::Elsewhere {
+                format!(
+                    "run {} is executed by another taskdeck process on this store; act on it there",
                     found.run.id
                 )
             } else {
@@ -537,5 +636,51 @@ impl ServerHandler for TaskdeckMcp {
                 "{INSTRUCTIONS} This server drives the {} engine.",
                 self.console.location()
             ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::Limits;
+    use crate::history::HistoryEntry;
+
+    fn entry(id: &str) -> HistoryEntry {
+        HistoryEntry {
+            id: RunId::from(id),
+            workflow: "w".into(),
+            version_no: 1,
+            state: "succeeded".into(),
+            submitted_at: 0,
+            finished_at: None,
+            tasks: 1,
+            counts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_named_by_its_id_or_a_unique_prefix() {
+        let snap = EngineState::new(
+            Limits {
+                max_parallel: 1,
+                pool: Default::default(),
+            },
+            [],
+        );
+        let stored = [
+            entry("20261201-1200-aaaa"),
+            entry("20261201-1200-aaab"),
+            entry("20261201-1300-bbbb"),
+        ];
+        let id = |w| resolve(&snap, &stored, w);
+        assert_eq!(
+            id("20261201-1200-aaaa").unwrap().as_str(),
+            "20261201-1200-aaaa"
+        );
+        assert_eq!(id("20261201-13").unwrap().as_str(), "20261201-1300-bbbb");
+        let e = id("20261201-1200").unwrap_err();
+        assert!(e.contains("matches 2 runs"), "{e}");
+        let e = id("2025").unwrap_err();
+        assert!(e.contains("no run `2025`"), "{e}");
     }
 }

@@ -13,9 +13,23 @@ pub const MAX_VALUE_CHARS: usize = 200;
 /// Longest log line shown, in characters (a minified file printed on one line).
 pub const MAX_LINE_CHARS: usize = 2_000;
 
+/// Who executes a run, as far as this MCP server can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// The engine these tools drive: commands reach it.
+    ThisEngine,
+    /// Nobody: it finished, or its process stopped before it did (interrupted).
+    Nobody,
+    /// Another taskdeck process on the same store (a `taskdeck run` in a terminal, another
+    /// MCP session): readable here, but commands cannot reach it.
+    Elsewhere,
+}
+
 /// A run at a glance: its state, task counts per state, and the tasks that need someone
 /// (failed, waiting for approval) or are under way.
-pub fn run_status(run: &Run, live: bool) -> Value {
+pub fn run_status(run: &Run, runner: Runner) -> Value {
+    let live = runner == Runner::ThisEngine;
+    let interrupted = runner == Runner::Nobody && !run.state.is_terminal();
     let mut counts: Map<String, Value> = Map::new();
     for state in TaskState::ALL {
         let n = run.tasks.iter().filter(|t| t.state == state).count();
@@ -34,7 +48,7 @@ pub fn run_status(run: &Run, live: bool) -> Value {
     let mut out = json!({
         "run": run.id.as_str(),
         "workflow": run.workflow.name,
-        "state": run.state.as_str(),
+        "state": if interrupted { "interrupted" } else { run.state.as_str() },
         "finished": run.state.is_terminal(),
         "live": live,
         "submitted_at_ms": run.submitted_at,
@@ -63,9 +77,13 @@ pub fn run_status(run: &Run, live: bool) -> Value {
     if !active.is_empty() {
         out["active"] = active.into();
     }
-    if !live && !run.state.is_terminal() {
+    if interrupted {
+        out["note"] = "nobody executes this run now (its process stopped): `resume` takes it \
+                       over; finished tasks are kept"
+            .into();
+    } else if runner == Runner::Elsewhere {
         out["note"] =
-            "nobody executes this run now (it was interrupted): `resume` takes it over".into();
+            "another taskdeck process executes this run: it can be read here, not acted on".into();
     }
     out
 }
@@ -123,6 +141,36 @@ fn task_row(run: &Run, idx: usize, task: &Task) -> Value {
             }
             if !a.error.is_empty() {
                 v["error"] = a.error.clone().into();
+            }
+            // A multi-agent attempt: what each agent did and how it was resolved.
+            if !a.branches.is_empty() {
+                let branches: Vec<Value> = a
+                    .branches
+                    .iter()
+                    .map(|b| {
+                        let mut bv = json!({ "agent": b.agent.as_ref() });
+                        if b.judge {
+                            bv["judge"] = true.into();
+                        }
+                        if let Some(o) = b.outcome {
+                            bv["outcome"] = serde_json::to_value(o).unwrap_or(Value::Null);
+                        }
+                        if let Some(c) = b.exit_code {
+                            bv["exit_code"] = c.into();
+                        }
+                        if !b.error.is_empty() {
+                            bv["error"] = b.error.clone().into();
+                        }
+                        if !b.outputs.is_empty() {
+                            bv["outputs"] = summarize_outputs(&b.outputs, MAX_VALUE_CHARS);
+                        }
+                        bv
+                    })
+                    .collect();
+                v["branches"] = branches.into();
+            }
+            if let Some(r) = &a.resolution {
+                v["resolution"] = serde_json::to_value(r).unwrap_or(Value::Null);
             }
             v
         })
