@@ -431,3 +431,63 @@ mod crew {
         }
     }
 }
+
+#[test]
+fn the_judge_is_a_worker_only_when_it_must_be() {
+    use crew_helpers::*;
+    let f = Fanout {
+        agents: FanoutAgents::Count(2),
+        resolve: Resolve::Judge {
+            agent: "a".into(),
+            prompt: None,
+        },
+    };
+    assert_eq!(
+        pick(&[("a", 2), ("b", 1), ("c", 1)], &f),
+        Some(vec!["b".to_string(), "c".to_string()])
+    );
+    assert_eq!(
+        pick(&[("a", 2), ("b", 1)], &f),
+        Some(vec!["b".to_string(), "a".to_string()])
+    );
+}
+
+mod crew_helpers {
+    use std::sync::Arc;
+
+    use super::super::choose_crew;
+    use crate::engine::state::{EngineState, Limits};
+    use crate::model::{Event, EventKind, RunId};
+    use crate::spec::{Action, AgentKind, AgentSpec, Fanout, TaskSpec, Workflow};
+
+    /// The workers chosen among idle command agents (name, slots).
+    pub fn pick(agents: &[(&str, u32)], f: &Fanout) -> Option<Vec<String>> {
+        let mut st = EngineState::new(
+            Limits {
+                max_parallel: 64,
+                pool: Default::default(),
+            },
+            agents.iter().map(|(n, s)| {
+                let mut a = AgentSpec::default_local(*s);
+                a.kind = AgentKind::Command;
+                a.command = Some("x".into());
+                (n.to_string(), a)
+            }),
+        );
+        let mut t = TaskSpec::new("t", Action::Prompt("p".into()));
+        t.fanout = Some(f.clone());
+        st.apply(&Event {
+            seq: 1,
+            ts: 0,
+            run: RunId::from("r"),
+            kind: EventKind::RunSubmitted {
+                workflow: Arc::new(Workflow::new("w", vec![t])),
+                source: None,
+            },
+        });
+        let run = &st.runs[&RunId::from("r")];
+        let c = run.index.class_of[0] as usize;
+        choose_crew(&st.agents, run, 0, &run.index.classes[c].agents, f)
+            .map(|crew| crew.workers.iter().map(|a| a.to_string()).collect())
+    }
+}
