@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Commands::Run(a) => cli::run::opens_console(&a.opts),
         Commands::Resume(a) => cli::run::opens_console(&a.opts),
         Commands::Rerun(a) => cli::run::opens_console(&a.opts),
+        Commands::Plan(a) => cli::plan::opens_console(a),
         Commands::Console(_) | Commands::Attach(_) => {
             std::io::IsTerminal::is_terminal(&std::io::stdout())
         }
@@ -35,7 +36,9 @@ fn main() -> ExitCode {
             | Commands::Resume(_)
             | Commands::Rerun(_)
             | Commands::Console(_)
+            | Commands::Plan(_)
             | Commands::Serve(_)
+            | Commands::Mcp(_)
     ) && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Commands::Restore(args) => cli::history::restore(args, &config),
         Commands::Validate(args) => cli::validate::run(args, &config),
         Commands::Graph(args) => cli::graph::run(args, &config),
+        Commands::Plan(args) => cli::plan::run(args, config),
         Commands::Serve(args) => cli::serve::run(args, config),
         Commands::Attach(args) => cli::attach::run(args, config),
         Commands::Submit(args) => cli::remote::submit(args),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Commands::Approve(args) => cli::remote::approve(args),
         Commands::Cancel(args) => cli::remote::cancel(args),
         Commands::Pause(args) => cli::remote::pause(args),
+        Commands::Mcp(args) => cli::mcp::run(args, config),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -134,8 +134,17 @@ impl Rig {
     }
 
     async fn submit(&self, wf: Workflow) -> Watch {
+        self.submit_as(wf, false).await
+    }
+
+    /// `held`: paused before anything runs (a plan under review).
+    async fn submit_as(&self, wf: Workflow, held: bool) -> Watch {
         let wf = Arc::new(wf);
-        let run = self.engine.submit((*wf).clone(), None).await.unwrap();
+        let run = if held {
+            self.engine.submit_held((*wf).clone(), None).await.unwrap()
+        } else {
+            self.engine.submit((*wf).clone(), None).await.unwrap()
+        };
         let sub = self.engine.subscribe(0).await.unwrap();
         Watch {
             engine: self.engine.clone(),
@@ -828,6 +837,30 @@ async fn paused_run_dispatches_nothing_until_resumed() {
     // Resuming a running run is refused.
     let again = w.cmd(Command::ResumeRun { run: w.run_id() }).await;
     assert!(matches!(again, Err(EngineError::Refused(_))));
+}
+
+#[tokio::test]
+async fn a_held_run_starts_nothing_until_resumed() {
+    let rig = Rig::new();
+    let wf = workflow(vec![sh("first", &[], "true"), sh("second", &[0], "true")]);
+    let mut w = rig.submit_as(wf, true).await;
+    w.wait(|k| matches!(k, EventKind::RunPaused)).await;
+    let submitted = w
+        .pos(|k| matches!(k, EventKind::RunSubmitted { .. }))
+        .unwrap();
+    let paused = w.pos(|k| matches!(k, EventKind::RunPaused)).unwrap();
+    assert_eq!(
+        paused,
+        submitted + 1,
+        "paused in the same turn:\n{}",
+        w.dump()
+    );
+    let snap = w.snapshot().await;
+    let run = run_of(&snap, &w.run);
+    assert_eq!(run.state, RunState::Paused);
+    assert!(run.tasks.iter().all(|t| t.attempts.is_empty()));
+    w.cmd(Command::ResumeRun { run: w.run_id() }).await.unwrap();
+    assert_eq!(w.finish().await, RunState::Succeeded);
 }
 
 #[tokio::test]

@@ -463,3 +463,33 @@ fn attach_says_why_before_taking_the_screen() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("http://HOST:PORT"), "{err}");
 }
+
+#[test]
+fn a_plan_opens_held_for_review_and_p_starts_it() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed, so the console cannot be driven end to end");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let cmd = format!(
+        "cd {dir} && TASKDECK_HOME={dir} {bin} plan --type system_analysis --title 'Why is CI slow' --strategy fast -o plan.toml; echo EXIT=$?; sleep 60",
+        dir = home.path().display(),
+    );
+    let t = Tmux::start("plan", &cmd, 80, 24);
+    let s = t.wait_for("the plan under review", 30, |s| {
+        s.contains("held for review") && s.contains("Graph")
+    });
+    assert!(s.contains("paused"), "the run is held: {s}");
+    assert!(s.contains("0/4"), "nothing has run: {s}");
+    assert!(
+        home.path().join("plan.toml").exists(),
+        "the file is written first"
+    );
+    t.keys(&["p"]);
+    let s = t.wait_for("the plan to run", 30, |s| s.contains("4/4"));
+    assert!(!s.contains("paused"), "{s}");
+    t.keys(&["q"]);
+    let s = t.wait_for("exit", 20, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "the plan's run succeeded: {s}");
+}

@@ -49,6 +49,7 @@ pub fn run(args: AttachArgs, config: Config) -> color_eyre::Result<u8> {
             theme: args.theme,
             exit_on_finish: false,
             config: Arc::new(config),
+            notice: None,
         };
         let code = crate::tui::run(console.clone(), Vec::new(), opts).await?;
         console.shutdown().await;

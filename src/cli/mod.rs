@@ -42,6 +42,9 @@ pub enum Commands {
     Validate(ValidateArgs),
     /// Show a workflow's graph: levels, critical path, topological order.
     Graph(GraphArgs),
+    /// Turn a request into a workflow file (built-in templates or an llm planner) and open it
+    /// in the console for review before it runs.
+    Plan(PlanArgs),
     /// Run the engine headless behind an HTTP API.
     Serve(ServeArgs),
     /// Open the console on a server: every view and key, over its API.
@@ -58,6 +61,9 @@ pub enum Commands {
     Cancel(ActionArgs),
     /// Pause a run, or one task of it, on a server.
     Pause(ActionArgs),
+    /// Serve the Model Context Protocol over stdio, for AI assistants: submit workflows,
+    /// follow, retry, approve and cancel runs (on the local store, or a server with --to).
+    Mcp(McpArgs),
 }
 
 /// `--store`, on every subcommand that touches runs.
@@ -280,6 +286,70 @@ pub struct AttachArgs {
     pub theme: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  taskdeck plan --type bug_investigation --title \"Login answers 500\" --require \"users can log in\"
+  taskdeck plan request.toml --agent-command 'claude -p {{ task.prompt | tojson }}' -o fix.toml
+  taskdeck plan request.toml --planner planner     # an llm agent from the config file")]
+pub struct PlanArgs {
+    /// Request file (TOML or JSON) in the seeds' shape: request_type, title, priority,
+    /// complexity_level, [context], [requirements], [preferences].
+    #[arg(required_unless_present = "request_type")]
+    pub request: Option<PathBuf>,
+    /// What kind of work (without a request file, or to override it).
+    #[arg(long = "type", value_name = "TYPE", value_enum)]
+    pub request_type: Option<crate::plan::RequestType>,
+    /// One line saying what the work is about (names the workflow).
+    #[arg(long, requires = "request_type")]
+    pub title: Option<String>,
+    /// A functional requirement (repeatable).
+    #[arg(long = "require", value_name = "TEXT")]
+    pub requirements: Vec<String>,
+    /// A quality gate command that must pass after the main work (repeatable).
+    #[arg(long = "gate", value_name = "COMMAND")]
+    pub gates: Vec<String>,
+    #[arg(long, value_enum)]
+    pub strategy: Option<crate::plan::Strategy>,
+    #[arg(long, value_enum)]
+    pub priority: Option<crate::plan::RequestPriority>,
+    /// 1 to 10; from 6 on, several functional requirements become parallel tracks.
+    #[arg(long, value_name = "N")]
+    pub complexity: Option<u8>,
+    /// Write the workflow here (default: a name from the title, in the current directory).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The roles are `command` agents running this template ({role} is the role's name),
+    /// e.g. 'claude -p {{ task.prompt | tojson }}'. Default: agents that print their prompts.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "llm_endpoint")]
+    pub agent_command: Option<String>,
+    /// The roles are `llm` agents on this OpenAI-compatible endpoint (with --model).
+    #[arg(long, value_name = "URL", requires = "model")]
+    pub llm_endpoint: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// With --llm-endpoint: the environment variable holding the API key.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Plan with this `llm` agent from the config file instead of a built-in template; its
+    /// graph must pass `taskdeck validate` (it is shown the problems and asked again).
+    #[arg(long, value_name = "AGENT")]
+    pub planner: Option<String>,
+    /// How many times the planner may answer before giving up.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub planner_attempts: u32,
+    /// Only write the file: no console review.
+    #[arg(long)]
+    pub no_review: bool,
+    /// Console colour theme for the review.
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
 /// Where a CLI client sends its request.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RemoteArg {
@@ -333,9 +403,28 @@ pub struct ActionArgs {
     pub remote: RemoteArg,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// Drive a `taskdeck serve` at this address (e.g. http://127.0.0.1:7070) instead of an
+    /// engine embedded on the store.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Bearer token for --to (also TASKDECK_TOKEN); approving, retrying and cancelling need
+    /// an operator's.
+    #[arg(long, env = "TASKDECK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --to over https: a PEM certificate to trust (a self-signed server).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
 pub mod attach;
 pub mod graph;
 pub mod history;
+pub mod mcp;
+pub mod plan;
 pub mod remote;
 pub mod run;
 pub mod serve;

@@ -26,6 +26,13 @@ pub enum Launch {
         source: Option<String>,
     },
     Resume(RunId),
+    /// A run paused before anything starts, for review in the console (`taskdeck plan`); the
+    /// notice tells the operator how to start or drop it.
+    Held {
+        workflow: Box<Workflow>,
+        source: Option<String>,
+        notice: String,
+    },
 }
 
 /// `taskdeck run FILE...`. Returns the process exit code.
@@ -162,10 +169,19 @@ async fn console(
     log_to_file();
     let engine = EngineHandle::start(engine_options(config.clone(), journal));
     let mut runs = Vec::new();
+    let mut notice = None;
     for l in launches {
         match l {
             Launch::Submit { workflow, source } => {
                 runs.push(engine.submit(*workflow, source).await?)
+            }
+            Launch::Held {
+                workflow,
+                source,
+                notice: n,
+            } => {
+                runs.push(engine.submit_held(*workflow, source).await?);
+                notice = Some(n);
             }
             Launch::Resume(id) => match engine.resume(&id).await {
                 Ok((r, _)) => runs.push(r.run),
@@ -182,6 +198,7 @@ async fn console(
         theme: opts.theme,
         exit_on_finish: opts.exit_on_finish,
         config: std::sync::Arc::new(config),
+        notice,
     };
     let result = crate::tui::run(console.clone(), runs.clone(), tui_opts).await;
     if let Some(path) = &opts.report
@@ -267,7 +284,11 @@ async fn headless(
     let mut printer = Printer::new(multi);
     for l in launches {
         match l {
-            Launch::Submit { workflow, source } => {
+            // Headless there is nobody to review a held run: it starts at once.
+            Launch::Submit { workflow, source }
+            | Launch::Held {
+                workflow, source, ..
+            } => {
                 let name = workflow.name.clone();
                 let n = workflow.tasks.len();
                 let id = engine.submit(*workflow, source).await?;

@@ -88,6 +88,8 @@ enum Request {
     Submit {
         workflow: Box<Workflow>,
         source: Option<String>,
+        /// Paused from the start: nothing runs until the run is resumed.
+        held: bool,
         reply: oneshot::Sender<Result<RunId, EngineError>>,
     },
     Command {
@@ -185,6 +187,23 @@ impl EngineHandle {
         self.ask(|reply| Request::Submit {
             workflow: Box::new(workflow),
             source,
+            held: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts a run that is paused before any task runs (a plan under review): resuming it
+    /// starts it.
+    pub async fn submit_held(
+        &self,
+        workflow: Workflow,
+        source: Option<String>,
+    ) -> Result<RunId, EngineError> {
+        self.ask(|reply| Request::Submit {
+            workflow: Box::new(workflow),
+            source,
+            held: true,
             reply,
         })
         .await?
@@ -725,9 +744,14 @@ impl Actor {
             Request::Submit {
                 workflow,
                 source,
+                held,
                 reply,
             } => {
                 let result = self.submit(*workflow, source);
+                // In the same turn as the submit: nothing is dispatched in between.
+                if held && let Ok(id) = &result {
+                    self.emit(id, EventKind::RunPaused);
+                }
                 self.reply_later(move || {
                     let _ = reply.send(result);
                 });

@@ -208,6 +208,8 @@ pub struct Message {
     pub text: String,
     pub level: Level,
     pub at: Millis,
+    /// Stays until another message replaces it (how to go on from a held plan).
+    pub pinned: bool,
 }
 
 /// How long a status message stays.
@@ -416,7 +418,21 @@ impl App {
             text: text.into(),
             level,
             at: self.now,
+            pinned: false,
         });
+    }
+
+    /// A message that stays until another one replaces it.
+    pub fn pin(&mut self, text: impl Into<String>) {
+        self.say(text, Level::Info);
+        if let Some(m) = &mut self.message {
+            m.pinned = true;
+        }
+    }
+
+    /// Whether a message is waiting to expire (the console ticks until it has).
+    pub fn message_expires(&self) -> bool {
+        self.message.as_ref().is_some_and(|m| !m.pinned)
     }
 
     fn on_new_run(&mut self, id: &RunId) {
@@ -485,6 +501,9 @@ pub fn update(app: &mut App, msg: Msg) -> bool {
         Msg::Tick(now) => {
             app.now = now;
             if app.message.as_ref().is_some_and(|m| {
+                if m.pinned {
+                    return false;
+                }
                 let keep = if matches!(m.level, Level::Error | Level::Warning) {
                     3 * MESSAGE_MS
                 } else {
@@ -1278,7 +1297,12 @@ fn task_command(app: &mut App, verb: TaskVerb) {
 
 fn pause_resume(app: &mut App) {
     let Some(run) = app.run() else { return };
-    if app.focus == Pane::Runs {
+    // In a paused run (a plan under review), `p` resumes the run unless it is aimed at a task
+    // that is paused itself.
+    let task_paused = app
+        .selected_task()
+        .is_some_and(|t| run.tasks[t as usize].state == TaskState::Paused);
+    if app.focus == Pane::Runs || (run.state == RunState::Paused && !task_paused) {
         let cmd = if run.state == RunState::Paused {
             PaletteCmd::ResumeRun
         } else {

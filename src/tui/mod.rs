@@ -43,6 +43,8 @@ pub struct Options {
     pub theme: Option<String>,
     pub exit_on_finish: bool,
     pub config: Arc<Config>,
+    /// Shown in the status line until another message replaces it.
+    pub notice: Option<String>,
 }
 
 /// The console's starting state: theme and keys from options and config, problems as a message.
@@ -63,6 +65,9 @@ pub fn initial_app(console: &Console, opts: &Options) -> App {
     app.exit_on_finish = opts.exit_on_finish;
     app.link = console.link().map(|l| l.borrow().clone());
     app.now = now_millis();
+    if let Some(n) = &opts.notice {
+        app.pin(n.clone());
+    }
     if !problems.is_empty() {
         app.say(problems.join("; "), app::Level::Error);
     }
@@ -196,7 +201,7 @@ pub async fn run(console: Console, own_runs: Vec<RunId>, opts: Options) -> color
         }
         let frame_due = pacer.deadline(StdInstant::now()).map(Instant::from_std);
         let ticking = app.animating()
-            || app.message.is_some()
+            || app.message_expires()
             || app.link.as_ref().is_some_and(|l| l.counting());
         // Input first: a key never waits behind the engine's backlog.
         let first = tokio::select! {
