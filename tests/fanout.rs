@@ -436,3 +436,101 @@ resolve = "merge"
     let st = engine.snapshot().await.unwrap();
     assert!(st.agents.values().all(|a| a.slots_used == 0));
 }
+
+// ----- llm agents and an llm judge against a local OpenAI-compatible server -----
+
+/// Answers chat completions by model: `yes`/`no` vote, `judge` picks candidate 2 when its
+/// prompt shows both candidates' outputs. Records the judge's prompts.
+fn llm_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::State;
+    use axum::routing::post;
+    let prompts: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = prompts.clone();
+    async fn chat(
+        State(prompts): State<Arc<std::sync::Mutex<Vec<String>>>>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::Json<Value> {
+        let model = body["model"].as_str().unwrap_or("").to_string();
+        let prompt = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let content = match model.as_str() {
+            "yes" => json!({"verdict": "yes", "why": "fine"}).to_string(),
+            "no" => json!({"verdict": "no", "why": "broken"}).to_string(),
+            _ => {
+                prompts.lock().unwrap().push(prompt.clone());
+                let sees_both = prompt.contains("\"broken\"") && prompt.contains("\"fine\"");
+                json!({"pick": if sees_both { 2 } else { 0 }, "verdict": "judged"}).to_string()
+            }
+        };
+        axum::Json(json!({
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+        }))
+    }
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route("/v1/chat/completions", post(chat))
+                .with_state(state);
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (format!("http://{addr}/v1"), prompts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_agents_vote_and_an_llm_judge_picks() {
+    let rig = Rig::new();
+    let (endpoint, judge_prompts) = llm_server();
+    let llm = |name: &str, model: &str| {
+        format!("[agents.{name}]\nkind = \"llm\"\nendpoint = \"{endpoint}\"\nmodel = \"{model}\"\n")
+    };
+    let text = format!(
+        "{}{}{}{}{}",
+        llm("y1", "yes"),
+        llm("n1", "no"),
+        llm("y2", "yes"),
+        llm("referee", "judge"),
+        r#"
+[tasks.vote]
+prompt = "Is it good?"
+format = "json"
+agents = ["y1", "n1", "y2"]
+resolve = { majority = "json.verdict" }
+[tasks.judged]
+prompt = "Is it good?"
+format = "json"
+agents = ["y1", "n1"]
+resolve = { judge = "referee" }
+"#
+    );
+    let (_, run) = rig.run(&text).await;
+    assert_eq!(run.state, RunState::Succeeded, "{:#?}", run.tasks);
+    let vote = task(&run, "vote");
+    assert_eq!(vote.outputs["json"]["verdict"], json!("yes"));
+    let r = vote.attempts[0].resolution.as_ref().unwrap();
+    assert_eq!(r.conflicts[0].field, "json.verdict");
+
+    // The judge saw both candidates in its prompt and picked the second (n1).
+    let judged = task(&run, "judged");
+    assert_eq!(judged.outputs["json"]["verdict"], json!("no"));
+    let r = judged.attempts[0].resolution.as_ref().unwrap();
+    assert_eq!(r.summary, "`referee` picked `n1`");
+    let prompts = judge_prompts.lock().unwrap();
+    assert_eq!(prompts.len(), 1);
+    assert!(prompts[0].contains("Is it good?"), "{}", prompts[0]);
+    assert!(prompts[0].contains("Candidate 2 (n1)"), "{}", prompts[0]);
+}

@@ -68,21 +68,25 @@ pub fn choose_crew(
             out
         }
         FanoutAgents::Count(n) => {
-            let mut scored: Vec<(f64, usize, &Arc<str>)> = candidates
+            let mut scored: Vec<(bool, f64, usize, &Arc<str>)> = candidates
                 .iter()
                 .enumerate()
                 .filter(|(_, name)| free(name) > judge_extra(name))
-                .filter_map(|(i, name)| Some((assign::score(agents.get(name)?, run, t), i, name)))
+                .filter_map(|(i, name)| {
+                    let score = assign::score(agents.get(name)?, run, t);
+                    Some((judge_extra(name) == 1, score, i, name))
+                })
                 .collect();
             if scored.len() < *n as usize {
                 return None;
             }
-            // Best score first; roster order breaks ties, so the choice is deterministic.
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            // The judge works only when it must (it should judge others' answers); then best
+            // score first; roster order breaks ties, so the choice is deterministic.
+            scored.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
             scored
                 .into_iter()
                 .take(*n as usize)
-                .map(|(_, _, name)| name.clone())
+                .map(|(_, _, _, name)| name.clone())
                 .collect()
         }
     };

@@ -388,7 +388,8 @@ fn check_fanout(
         })
     };
     for (t, spec) in tasks.iter().zip(specs) {
-        let (Some(fanout), Some(raw)) = (&spec.fanout, t.extra.as_ref().map(|x| &x.fanout)) else {
+        // Checked even when a sibling key was invalid, so every problem shows at once.
+        let Some(raw) = t.extra.as_ref().map(|x| &x.fanout) else {
             continue;
         };
         let (action, requires) = (&spec.action, &spec.requires);
@@ -406,7 +407,7 @@ fn check_fanout(
                 Some(_) => {}
             }
         }
-        if let (super::FanoutAgents::Count(n), Some((_, span))) = (&fanout.agents, &raw.agents)
+        if let Some((super::FanoutAgents::Count(n), span)) = &raw.agents
             && t.has_action
         {
             let able: Vec<&str> = all
@@ -443,8 +444,8 @@ fn check_fanout(
                 );
             }
         }
-        if let (super::Resolve::Judge { agent, .. }, Some(span)) =
-            (&fanout.resolve, &raw.judge_span)
+        if let (Some(super::Resolve::Judge { agent, .. }), Some(span)) =
+            (raw.resolve.as_ref().map(|(r, _)| r), &raw.judge_span)
         {
             let prompt = super::Action::Prompt(String::new());
             match all.get(agent) {

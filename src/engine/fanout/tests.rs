@@ -287,3 +287,207 @@ proptest! {
         prop_assert_eq!(all_keys.len(), out.len());
     }
 }
+
+// ----- choosing the crew -----
+
+mod crew {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::super::choose_crew;
+    use crate::engine::state::{EngineState, Limits};
+    use crate::model::{Event, EventKind, RunId};
+    use crate::spec::{
+        Action, AgentKind, AgentSpec, Fanout, FanoutAgents, Resolve, TaskSpec, Workflow,
+    };
+
+    fn agent(slots: u32) -> AgentSpec {
+        let mut a = AgentSpec::default_local(slots);
+        a.kind = AgentKind::Command;
+        a.command = Some("x".into());
+        a
+    }
+
+    /// A state with `agents` (name, slots, slots already used) and one prompt task fanned out.
+    fn state(agents: &[(&str, u32, u32)], fanout: &Fanout) -> EngineState {
+        let mut st = EngineState::new(
+            Limits {
+                max_parallel: 64,
+                pool: Default::default(),
+            },
+            agents.iter().map(|(n, s, _)| (n.to_string(), agent(*s))),
+        );
+        for (n, _, used) in agents {
+            st.agents.get_mut(*n).unwrap().slots_used = *used;
+        }
+        let mut t = TaskSpec::new("t", Action::Prompt("p".into()));
+        t.fanout = Some(fanout.clone());
+        st.apply(&Event {
+            seq: 1,
+            ts: 0,
+            run: RunId::from("r"),
+            kind: EventKind::RunSubmitted {
+                workflow: Arc::new(Workflow::new("w", vec![t])),
+                source: None,
+            },
+        });
+        st
+    }
+
+    fn choose(st: &EngineState, fanout: &Fanout) -> Option<(Vec<String>, Option<String>)> {
+        let run = &st.runs[&RunId::from("r")];
+        let c = run.index.class_of[0] as usize;
+        choose_crew(&st.agents, run, 0, &run.index.classes[c].agents, fanout).map(|crew| {
+            (
+                crew.workers.iter().map(|a| a.to_string()).collect(),
+                crew.judge.map(|j| j.to_string()),
+            )
+        })
+    }
+
+    fn fanout(agents: FanoutAgents, resolve: Resolve) -> Fanout {
+        Fanout { agents, resolve }
+    }
+
+    #[test]
+    fn named_agents_all_need_a_free_slot_and_a_working_judge_two() {
+        let f = fanout(
+            FanoutAgents::Named(vec!["a".into(), "b".into()]),
+            Resolve::Judge {
+                agent: "b".into(),
+                prompt: None,
+            },
+        );
+        assert_eq!(choose(&state(&[("a", 1, 0), ("b", 1, 0)], &f), &f), None);
+        assert_eq!(
+            choose(&state(&[("a", 1, 0), ("b", 2, 0)], &f), &f),
+            Some((vec!["a".into(), "b".into()], Some("b".into())))
+        );
+        assert_eq!(choose(&state(&[("a", 1, 1), ("b", 2, 0)], &f), &f), None);
+    }
+
+    #[test]
+    fn a_count_takes_the_best_free_agents_in_roster_order() {
+        let f = fanout(FanoutAgents::Count(2), Resolve::Merge);
+        assert_eq!(
+            choose(&state(&[("a", 1, 1), ("b", 1, 0), ("c", 1, 0)], &f), &f).map(|(w, _)| w),
+            Some(vec!["b".into(), "c".into()])
+        );
+        assert_eq!(
+            choose(&state(&[("a", 1, 1), ("b", 1, 0), ("c", 1, 1)], &f), &f),
+            None
+        );
+    }
+
+    proptest! {
+        /// A crew never asks an agent for more slots than it has free, its workers are
+        /// distinct, and none is found only when too few agents are free.
+        #[test]
+        fn a_crew_fits_the_free_slots(
+            slots in proptest::collection::vec((1u32..3, 0u32..3), 2..6),
+            n in 2u32..5,
+            judged in any::<bool>(),
+        ) {
+            let names = ["a", "b", "c", "d", "e", "f"];
+            let agents: Vec<(&str, u32, u32)> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, (s, u))| (names[i], *s, (*u).min(*s)))
+                .collect();
+            let resolve = if judged {
+                Resolve::Judge { agent: "a".into(), prompt: None }
+            } else {
+                Resolve::First
+            };
+            let f = fanout(FanoutAgents::Count(n), resolve);
+            let st = state(&agents, &f);
+            let free = |name: &str| agents.iter().find(|a| a.0 == name).map_or(0, |a| a.1 - a.2);
+            match choose(&st, &f) {
+                Some((workers, judge)) => {
+                    prop_assert_eq!(workers.len(), n as usize);
+                    let mut seen = workers.clone();
+                    seen.sort();
+                    seen.dedup();
+                    prop_assert_eq!(seen.len(), workers.len());
+                    for w in &workers {
+                        let demand = 1 + u32::from(judge.as_deref() == Some(w.as_str()));
+                        prop_assert!(demand <= free(w));
+                    }
+                    if let Some(j) = judge {
+                        prop_assert!(free(&j) >= 1);
+                    }
+                }
+                None => {
+                    let able = agents
+                        .iter()
+                        .filter(|(name, _, _)| {
+                            free(name) > u32::from(judged && *name == "a")
+                        })
+                        .count();
+                    prop_assert!(able < n as usize || (judged && free("a") == 0));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_judge_is_a_worker_only_when_it_must_be() {
+    use crew_helpers::*;
+    let f = Fanout {
+        agents: FanoutAgents::Count(2),
+        resolve: Resolve::Judge {
+            agent: "a".into(),
+            prompt: None,
+        },
+    };
+    assert_eq!(
+        pick(&[("a", 2), ("b", 1), ("c", 1)], &f),
+        Some(vec!["b".to_string(), "c".to_string()])
+    );
+    assert_eq!(
+        pick(&[("a", 2), ("b", 1)], &f),
+        Some(vec!["b".to_string(), "a".to_string()])
+    );
+}
+
+mod crew_helpers {
+    use std::sync::Arc;
+
+    use super::super::choose_crew;
+    use crate::engine::state::{EngineState, Limits};
+    use crate::model::{Event, EventKind, RunId};
+    use crate::spec::{Action, AgentKind, AgentSpec, Fanout, TaskSpec, Workflow};
+
+    /// The workers chosen among idle command agents (name, slots).
+    pub fn pick(agents: &[(&str, u32)], f: &Fanout) -> Option<Vec<String>> {
+        let mut st = EngineState::new(
+            Limits {
+                max_parallel: 64,
+                pool: Default::default(),
+            },
+            agents.iter().map(|(n, s)| {
+                let mut a = AgentSpec::default_local(*s);
+                a.kind = AgentKind::Command;
+                a.command = Some("x".into());
+                (n.to_string(), a)
+            }),
+        );
+        let mut t = TaskSpec::new("t", Action::Prompt("p".into()));
+        t.fanout = Some(f.clone());
+        st.apply(&Event {
+            seq: 1,
+            ts: 0,
+            run: RunId::from("r"),
+            kind: EventKind::RunSubmitted {
+                workflow: Arc::new(Workflow::new("w", vec![t])),
+                source: None,
+            },
+        });
+        let run = &st.runs[&RunId::from("r")];
+        let c = run.index.class_of[0] as usize;
+        choose_crew(&st.agents, run, 0, &run.index.classes[c].agents, f)
+            .map(|crew| crew.workers.iter().map(|a| a.to_string()).collect())
+    }
+}

@@ -95,7 +95,15 @@ pub fn lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 run.tasks
                     .iter()
                     .enumerate()
-                    .filter(|(_, x)| x.open_attempt().is_some_and(|o| o.agent == a.name))
+                    .filter(|(_, x)| {
+                        // Its own attempt, or a branch of a multi-agent attempt.
+                        x.open_attempt().is_some_and(|o| {
+                            o.agent == a.name
+                                || o.branches
+                                    .iter()
+                                    .any(|b| b.outcome.is_none() && b.agent == a.name)
+                        })
+                    })
                     .map(|(i, _)| run.task_id(i as u32))
                     .take(4)
                     .collect()
