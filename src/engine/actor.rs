@@ -1548,12 +1548,31 @@ impl Actor {
                 }
             }
         };
+        self.exec_request(run_id, t, attempt, &agent_spec, work, ctx)
+    }
+
+    /// The request for one attempt once its work is known: the agent's and task's environment
+    /// and `cwd` rendered with the attempt's context, limits from the defaults.
+    fn exec_request(
+        &self,
+        run_id: &RunId,
+        t: TaskIdx,
+        attempt: u32,
+        agent_spec: &crate::spec::AgentSpec,
+        work: Work,
+        ctx: Value,
+    ) -> Result<ExecRequest, String> {
+        let spec = &self.state.runs[run_id].workflow.tasks[t as usize];
+        let defaults = &self.opts.config.defaults;
+        let render = |what: &str, src: &str| {
+            crate::template::render(src, &ctx).map_err(|e| format!("cannot render {what}: {e}"))
+        };
         let mut env = Vec::new();
         for (k, v) in agent_spec.env.iter().chain(spec.env.iter()) {
-            env.push((k.clone(), render(&format!("env `{k}`"), v, &ctx)?));
+            env.push((k.clone(), render(&format!("env `{k}`"), v)?));
         }
         let cwd = match &spec.cwd {
-            Some(c) => Some(PathBuf::from(render("`cwd`", c, &ctx)?)),
+            Some(c) => Some(PathBuf::from(render("`cwd`", c)?)),
             None => None,
         };
         let key = AttemptKey {
@@ -1573,7 +1592,11 @@ impl Actor {
             timeout: spec.timeout,
             kill_grace: defaults.kill_grace,
             context: ctx,
-            redactor: extras.map(|e| e.redactor.clone()).unwrap_or_default(),
+            redactor: self
+                .extras
+                .get(run_id)
+                .map(|e| e.redactor.clone())
+                .unwrap_or_default(),
             max_output_bytes: defaults.max_output_bytes,
         })
     }

@@ -2,8 +2,6 @@
 //! start the judge, and carry out `fanout::decide`'s verdict through the ordinary attempt
 //! path (so retries, gates and dependents work as for any task).
 
-use std::path::PathBuf;
-
 use serde_json::{Map, Value};
 
 use super::{Actor, AfterCommit};
@@ -387,34 +385,7 @@ impl Actor {
                 ));
             }
         };
-        let mut env = Vec::new();
-        for (k, v) in agent_spec.env.iter().chain(spec.env.iter()) {
-            env.push((k.clone(), render(&format!("env `{k}`"), v, &ctx)?));
-        }
-        let cwd = match &spec.cwd {
-            Some(c) => Some(PathBuf::from(render("`cwd`", c, &ctx)?)),
-            None => None,
-        };
-        let key = AttemptKey {
-            run: run_id.clone(),
-            task: t,
-            attempt,
-            purpose: Purpose::Task,
-        };
-        Ok(ExecRequest {
-            scratch_dir: self.scratch_dir(run_id),
-            scratch_name: Self::scratch_name(&key),
-            key,
-            task_id: spec.id.clone(),
-            work,
-            env,
-            cwd,
-            timeout: spec.timeout,
-            kill_grace: defaults.kill_grace,
-            context: ctx,
-            redactor: extras.map(|e| e.redactor.clone()).unwrap_or_default(),
-            max_output_bytes: defaults.max_output_bytes,
-        })
+        self.exec_request(run_id, t, attempt, &agent_spec, work, ctx)
     }
 
     /// Handles of the open attempt of `t`: its process, or its branches' processes.
