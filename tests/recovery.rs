@@ -100,8 +100,11 @@ fn killed_runs_resume_without_losing_or_repeating_finished_work() {
         match wait_exit(&mut child, limit) {
             Some(status) => {
                 let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+                // A kill that lands after the run's last commit (in the instant before the
+                // process exits) leaves a finished run: `resume` says so, and that is right.
+                let done_before = err.contains("has already succeeded");
                 assert!(
-                    status.success(),
+                    status.success() || done_before,
                     "round {round} (seed {seed}) ended with {status}: {err}"
                 );
                 finished = true;

@@ -348,3 +348,20 @@ fn files_that_are_not_stores_get_clear_errors() {
         .to_string();
     assert!(err.contains("is a folder"), "{err}");
 }
+
+#[test]
+fn sequence_numbers_never_go_back_when_runs_are_deleted() {
+    for s in stores() {
+        let mut b = s.open();
+        finished_run(b.as_mut(), "r1", "flow", "h1", 1);
+        let newest = finished_run(b.as_mut(), "r2", "flow", "h2", 10);
+        assert_eq!(b.max_seq().unwrap(), 12, "{}", s.name);
+        b.delete_runs(&[newest]).unwrap();
+        assert_eq!(
+            b.max_seq().unwrap(),
+            12,
+            "{}: the deleted run's numbers must not be handed out again",
+            s.name
+        );
+    }
+}

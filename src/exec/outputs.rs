@@ -24,23 +24,29 @@ pub enum OutputsError {
     EmptyKey { line: usize },
 }
 
-/// Reads and parses the outputs file; a missing file means no outputs. Blocking, but the file
-/// is small and on tmpfs: cheaper than two hops to the blocking pool.
+/// Reads and parses the outputs file; a missing or empty file means no outputs. Blocking, but
+/// the file is small and on tmpfs: cheaper than two hops to the blocking pool.
 pub fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsError> {
+    use std::io::Read;
     let read_err = |source| OutputsError::Read {
         path: path.display().to_string(),
         source,
     };
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
         Err(e) => return Err(read_err(e)),
     };
+    let len = file.metadata().map_err(read_err)?.len();
+    if len == 0 {
+        return Ok(Map::new());
+    }
     // Refuse before reading, so a runaway task cannot make us load gigabytes.
     if len > limit as u64 {
         return Err(OutputsError::TooBig { bytes: len, limit });
     }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes).map_err(read_err)?;
     let text = String::from_utf8(bytes).map_err(|_| OutputsError::NotUtf8)?;
     let map = parse(&text)?;
     let json_len = serde_json::to_vec(&map).map_or(0, |v| v.len());
