@@ -3,6 +3,7 @@
 
 mod branches;
 mod health;
+mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -392,8 +393,13 @@ struct Actor {
     unflushed: Vec<Arc<Event>>,
     /// Effects and replies waiting for `unflushed` to be journaled.
     after_commit: Vec<AfterCommit>,
-    /// Runs whose journal row changed since the last commit.
+    /// Runs whose journal row changed since it was last written.
     dirty: Vec<RunId>,
+    /// When each run's row was last written (rows are rewritten at most every few hundred
+    /// milliseconds while only their counts change).
+    rows: rows::RowSchedule,
+    /// Every handle is gone: the last commit writes every row.
+    closing: bool,
     new_workflows: Vec<WorkflowRecord>,
     new_logs: Vec<LogRecord>,
     /// The sequence number just before `history[0]`.
@@ -441,6 +447,8 @@ impl Actor {
             unflushed: Vec::new(),
             after_commit: Vec::new(),
             dirty: Vec::new(),
+            rows: rows::RowSchedule::default(),
+            closing: false,
             new_workflows: Vec::new(),
             new_logs: Vec::new(),
             seq_base: 0,
@@ -487,7 +495,7 @@ impl Actor {
             let more = self.pump();
             if self.must_flush() {
                 self.flush().await;
-            } else if self.linger_until.is_none() {
+            } else if self.linger_until.is_none() && !self.unflushed.is_empty() {
                 self.linger_until = Some(tokio::time::Instant::now() + LINGER);
             }
             if !self.shutdown_waiters.is_empty() && self.handles.is_empty() {
@@ -528,6 +536,7 @@ impl Actor {
                     None => {
                         // Every handle is gone: stop what runs, journal it and leave.
                         self.cancel_everything();
+                        self.closing = true;
                         self.flush().await;
                         return;
                     }
@@ -555,6 +564,20 @@ impl Actor {
             || self
                 .linger_until
                 .is_some_and(|at| tokio::time::Instant::now() >= at)
+            || self.rows_due().next().is_some()
+    }
+
+    /// Dirty runs whose row must go into a commit made now.
+    fn rows_due(&self) -> impl Iterator<Item = &RunId> {
+        let now = now_millis();
+        let stopping =
+            self.closing || !self.shutdown_waiters.is_empty() || !self.detach_waiters.is_empty();
+        self.dirty.iter().filter(move |id| {
+            self.state
+                .runs
+                .get(*id)
+                .is_some_and(|r| stopping || self.rows.due(id, r.state, now))
+        })
     }
 
     /// The next moment something is due: a retry timer, a journal retry, a lease renewal.
@@ -566,6 +589,11 @@ impl Actor {
         }
         if let Some(probe) = self.next_probe_at() {
             consider(probe);
+        }
+        if self.opts.journal.is_some()
+            && let Some(row) = self.rows.next_due(&self.dirty)
+        {
+            consider(row);
         }
         if self.opts.journal.is_some() && self.state.runs.values().any(|r| !r.state.is_terminal()) {
             consider(self.next_heartbeat);
@@ -623,13 +651,10 @@ impl Actor {
             {
                 return;
             }
+            let rows: Vec<RunId> = self.rows_due().cloned().collect();
             let batch = Batch {
                 events: self.unflushed.clone(),
-                runs: self
-                    .dirty
-                    .iter()
-                    .filter_map(|id| self.run_row(id, now))
-                    .collect(),
+                runs: rows.iter().filter_map(|id| self.run_row(id, now)).collect(),
                 workflows: self.new_workflows.clone(),
                 logs: self.new_logs.clone(),
             };
@@ -656,8 +681,15 @@ impl Actor {
             }
             self.new_workflows.clear();
             self.new_logs.clear();
+            for id in &rows {
+                if let Some(run) = self.state.runs.get(id) {
+                    self.rows.wrote(id, run.state, now);
+                }
+            }
+            self.dirty.retain(|id| !rows.contains(id));
+        } else {
+            self.dirty.clear();
         }
-        self.dirty.clear();
         for ev in std::mem::take(&mut self.unflushed) {
             self.history.push(ev.clone());
             let _ = self.events.send(ev);
