@@ -28,7 +28,13 @@ impl RowSchedule {
     }
 
     pub fn wrote(&mut self, id: &RunId, state: RunState, now: u64) {
-        self.written.insert(id.clone(), (state, now));
+        if state.is_terminal() {
+            // A finished run's row changes only with its state: no need to remember it (a
+            // server sees many runs).
+            self.written.remove(id);
+        } else {
+            self.written.insert(id.clone(), (state, now));
+        }
     }
 
     /// When the first of `waiting` (rows left out of a commit) becomes due.
@@ -58,5 +64,7 @@ mod tests {
         assert!(rows.due(&id, RunState::Running, 1_000 + EVERY));
         assert_eq!(rows.next_due([&id]), Some(1_000 + EVERY));
         assert_eq!(rows.next_due([&RunId::from("other")]), None);
+        rows.wrote(&id, RunState::Succeeded, 1_300);
+        assert!(rows.written.is_empty(), "finished runs are forgotten");
     }
 }
