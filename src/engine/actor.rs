@@ -573,10 +573,11 @@ impl Actor {
         let stopping =
             self.closing || !self.shutdown_waiters.is_empty() || !self.detach_waiters.is_empty();
         self.dirty.iter().filter(move |id| {
+            // A run the state does not know has no row to write: due, so it leaves `dirty`.
             self.state
                 .runs
                 .get(*id)
-                .is_some_and(|r| stopping || self.rows.due(id, r.state, now))
+                .is_none_or(|r| stopping || self.rows.due(id, r.state, now))
         })
     }
 
@@ -590,7 +591,9 @@ impl Actor {
         if let Some(probe) = self.next_probe_at() {
             consider(probe);
         }
+        // While the journal refuses writes, its retry time above is the one to wake for.
         if self.opts.journal.is_some()
+            && self.journal_failure.is_none()
             && let Some(row) = self.rows.next_due(&self.dirty)
         {
             consider(row);
