@@ -253,6 +253,59 @@ fn insert_segment(conn: &Connection, seg: &Segment) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The statements of one `append`, inside its transaction.
+fn write_batch(conn: &Connection, batch: &Batch) -> rusqlite::Result<()> {
+    // No `max_seq` row is written here: the newest segment says it (see `high_water`).
+    for seg in segments(&batch.events) {
+        insert_segment(conn, &seg)?;
+    }
+    if !batch.workflows.is_empty() {
+        let mut wf = conn.prepare_cached(
+            "INSERT OR IGNORE INTO workflows (hash, name, source, definition, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for w in &batch.workflows {
+            wf.execute(params![
+                w.hash,
+                w.name,
+                w.source,
+                w.definition,
+                w.created_at as i64
+            ])?;
+        }
+    }
+    if !batch.runs.is_empty() {
+        let mut run = conn.prepare_cached(
+            "INSERT INTO runs (id, workflow, version, state, submitted_at, finished_at, tasks, counts, owner, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
+                 counts = excluded.counts, owner = excluded.owner, heartbeat = excluded.heartbeat",
+        )?;
+        for r in &batch.runs {
+            run.execute(params![
+                r.id.as_str(),
+                r.workflow,
+                r.version,
+                r.state,
+                r.submitted_at as i64,
+                r.finished_at.map(|v| v as i64),
+                r.tasks as i64,
+                serde_json::to_string(&r.counts).unwrap_or_else(|_| "{}".into()),
+                r.owner,
+                r.heartbeat.map(|v| v as i64),
+            ])?;
+        }
+    }
+    if !batch.logs.is_empty() {
+        let mut log = conn.prepare_cached(
+            "INSERT OR REPLACE INTO logs (run_id, task, attempt, path) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for l in &batch.logs {
+            log.execute(params![l.run.as_str(), l.task, l.attempt as i64, l.path])?;
+        }
+    }
+    Ok(())
+}
+
 /// The error for a first segment that cannot be read.
 pub(super) fn corrupt_first(loc: &str, run: &RunId, detail: String) -> StoreError {
     StoreError::Corrupt {
@@ -286,65 +339,25 @@ impl Backend for Sqlite {
         true
     }
 
+    /// One commit per call, on the engine's thread between a task's end and the next start:
+    /// BEGIN and COMMIT are cached statements (no SQL parse), and tables the batch has nothing
+    /// for are not touched.
     fn append(&mut self, batch: &Batch) -> Result<()> {
-        let loc = self.location();
-        let err = |e| db_error(&loc, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            // No `max_seq` row is written here: the newest segment says it (see `max_seq`),
-            // and one page fewer per commit is a fifth of a commit's cost.
-            for seg in segments(&batch.events) {
-                insert_segment(&tx, &seg).map_err(err)?;
-            }
-            let mut wf = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO workflows (hash, name, source, definition, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err)?;
-            for w in &batch.workflows {
-                wf.execute(params![
-                    w.hash,
-                    w.name,
-                    w.source,
-                    w.definition,
-                    w.created_at as i64
-                ])
-                .map_err(err)?;
-            }
-            let mut run = tx
-                .prepare_cached(
-                    "INSERT INTO runs (id, workflow, version, state, submitted_at, finished_at, tasks, counts, owner, heartbeat)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
-                         counts = excluded.counts, owner = excluded.owner, heartbeat = excluded.heartbeat",
-                )
-                .map_err(err)?;
-            for r in &batch.runs {
-                run.execute(params![
-                    r.id.as_str(),
-                    r.workflow,
-                    r.version,
-                    r.state,
-                    r.submitted_at as i64,
-                    r.finished_at.map(|v| v as i64),
-                    r.tasks as i64,
-                    serde_json::to_string(&r.counts).unwrap_or_else(|_| "{}".into()),
-                    r.owner,
-                    r.heartbeat.map(|v| v as i64),
-                ])
-                .map_err(err)?;
-            }
-            let mut log = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO logs (run_id, task, attempt, path) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(err)?;
-            for l in &batch.logs {
-                log.execute(params![l.run.as_str(), l.task, l.attempt as i64, l.path])
-                    .map_err(err)?;
+        let conn = &self.conn;
+        let written = conn
+            .prepare_cached("BEGIN")
+            .and_then(|mut begin| begin.execute([]))
+            .and_then(|_| write_batch(conn, batch))
+            .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(db_error(&self.location(), e))
             }
         }
-        tx.commit().map_err(err)
     }
 
     fn max_seq(&mut self) -> Result<u64> {
