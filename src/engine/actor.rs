@@ -715,10 +715,11 @@ impl Actor {
         }
     }
 
-    /// Why the journal refuses writes, if it does.
+    /// Why the journal refuses writes, if it does: in the log of every unfinished run, and of
+    /// every run whose events wait for the journal (a run that just finished in memory).
     fn log_everywhere(&self, line: String) {
         for (id, run) in &self.state.runs {
-            if !run.state.is_terminal() {
+            if !run.state.is_terminal() || self.unflushed.iter().any(|e| &e.run == id) {
                 self.system_log(id, line.clone());
             }
         }
