@@ -18,7 +18,34 @@ struct Rig {
     engine: EngineHandle,
 }
 
+/// One llm agent, `writer`, at `endpoint`, and one task that needs it.
+fn llm_writer_flow(name: &str, endpoint: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[agents.writer]
+kind = "llm"
+endpoint = "{endpoint}"
+model = "m"
+capabilities = ["docs"]
+
+[tasks.write]
+requires = ["docs"]
+prompt = "write"
+"#
+    )
+}
+
 impl Rig {
+    /// Cancels the run and waits for its end.
+    async fn cancel(&self, run: &RunId) -> RunState {
+        self.engine
+            .command(Command::CancelRun { run: run.clone() })
+            .await
+            .unwrap();
+        self.engine.wait_finished(run).await.unwrap()
+    }
+
     fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineHandle::start(EngineOptions {
@@ -144,19 +171,9 @@ async fn an_unreachable_llm_endpoint_is_down_and_its_task_waits() {
         .unwrap()
         .port();
     let run = rig
-        .submit(&format!(
-            r#"
-name = "llm-down"
-[agents.writer]
-kind = "llm"
-endpoint = "http://127.0.0.1:{port}/v1"
-model = "m"
-capabilities = ["docs"]
-
-[tasks.write]
-requires = ["docs"]
-prompt = "write"
-"#
+        .submit(&llm_writer_flow(
+            "llm-down",
+            &format!("http://127.0.0.1:{port}/v1"),
         ))
         .await;
     let why = rig.until_down("writer").await;
@@ -177,14 +194,7 @@ prompt = "write"
         waits.starts_with("waiting for a healthy agent: agent `writer` is down: "),
         "{waits}"
     );
-    rig.engine
-        .command(Command::CancelRun { run: run.clone() })
-        .await
-        .unwrap();
-    assert_eq!(
-        rig.engine.wait_finished(&run).await.unwrap(),
-        RunState::Cancelled
-    );
+    assert_eq!(rig.cancel(&run).await, RunState::Cancelled);
 }
 
 #[tokio::test]
@@ -195,28 +205,11 @@ async fn a_refused_api_key_makes_the_llm_agent_unhealthy() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let rig = Rig::new();
     let run = rig
-        .submit(&format!(
-            r#"
-name = "llm-401"
-[agents.writer]
-kind = "llm"
-endpoint = "http://{addr}/v1"
-model = "m"
-capabilities = ["docs"]
-
-[tasks.write]
-requires = ["docs"]
-prompt = "write"
-"#
-        ))
+        .submit(&llm_writer_flow("llm-401", &format!("http://{addr}/v1")))
         .await;
     let why = rig.until_down("writer").await;
     assert!(why.starts_with("api key refused"), "{why}");
-    rig.engine
-        .command(Command::CancelRun { run: run.clone() })
-        .await
-        .unwrap();
-    rig.engine.wait_finished(&run).await.unwrap();
+    rig.cancel(&run).await;
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! agents that print different outputs, a real journal. Every wait is for the run to finish
 //! (or for a file a process writes), bounded by a limit only a hang reaches.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -445,9 +447,6 @@ fn llm_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::extract::State;
     use axum::routing::post;
     let prompts: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let state = prompts.clone();
     async fn chat(
         State(prompts): State<Arc<std::sync::Mutex<Vec<String>>>>,
@@ -475,18 +474,10 @@ fn llm_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
             "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
         }))
     }
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/v1/chat/completions", post(chat))
-                .with_state(state);
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
+    let addr = common::serve_on_thread(move |_| {
+        axum::Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(state)
     });
     (format!("http://{addr}/v1"), prompts)
 }

@@ -3,6 +3,8 @@
 //! bad JSON reply, a 503 retried, cancel telling the agent, stale callback tokens; through the
 //! engine, and a workflow through the real binary (`taskdeck run --headless`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -40,29 +42,15 @@ struct Agent {
 impl Agent {
     /// Serves on 127.0.0.1 from a thread of its own, so sync and async tests can both use it.
     fn start() -> Agent {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let agent = Agent {
-            addr,
-            seen: Arc::new(Seen::default()),
-        };
-        let state = agent.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let app = Router::new()
-                    .route("/work/{scenario}", post(work))
-                    .route("/cancel", post(cancel))
-                    .with_state(state);
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(l, app).await.unwrap();
-            });
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
+        let addr = common::serve_on_thread(move |addr| {
+            Router::new()
+                .route("/work/{scenario}", post(work))
+                .route("/cancel", post(cancel))
+                .with_state(Agent { addr, seen: shared })
         });
-        agent
+        Agent { addr, seen }
     }
 
     fn url(&self, scenario: &str) -> String {
@@ -255,6 +243,14 @@ impl Rig {
     }
 }
 
+/// The stdout lines of an attempt's log.
+fn stdout(log: &[(LogStream, String)]) -> Vec<&str> {
+    log.iter()
+        .filter(|(s, _)| *s == LogStream::Stdout)
+        .map(|(_, l)| l.as_str())
+        .collect()
+}
+
 /// A workflow with one agent `worker` at `url` and one task sent to it.
 fn flow(url: &str, agent_extra: &str, task: &str) -> String {
     format!(
@@ -300,11 +296,7 @@ async fn a_synchronous_result_becomes_outputs_and_log() {
     assert_eq!(t.outputs["echo"], "make all");
     assert_eq!(t.outputs["attempt"], 1);
     let log = rig.log(&run, 0, 1);
-    let out: Vec<&str> = log
-        .iter()
-        .filter(|(s, _)| *s == LogStream::Stdout)
-        .map(|(_, l)| l.as_str())
-        .collect();
+    let out = stdout(&log);
     assert_eq!(out, ["working", "done"]);
     // The assignment message: shaped after the seeds' task_assignment.
     let msg = &agent.assignments("sync")[0];
@@ -339,11 +331,7 @@ async fn accepted_work_reports_by_callback_and_stale_tokens_are_gone() {
     assert_eq!(t.outputs["verdict"], "approve");
     assert_eq!(t.outputs["echo"], "review it");
     let log = rig.log(&run, 0, 1);
-    let out: Vec<&str> = log
-        .iter()
-        .filter(|(s, _)| *s == LogStream::Stdout)
-        .map(|(_, l)| l.as_str())
-        .collect();
+    let out = stdout(&log);
     assert_eq!(out, ["step 0", "step 1", "step 2"]);
     assert!(
         log.iter()

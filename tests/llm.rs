@@ -2,6 +2,8 @@
 //! replies, JSON replies, 429 then success, 5xx, malformed bodies and streams, timeouts and
 //! cancel; and a workflow through the real binary whose downstream task reads the reply.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,23 +46,12 @@ struct Server {
 impl Server {
     /// Serves on 127.0.0.1 from a thread of its own, so sync and async tests can both use it.
     fn start() -> Server {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let state = seen.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let app = Router::new()
-                    .route("/v1/chat/completions", post(chat))
-                    .with_state(state);
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(l, app).await.unwrap();
-            });
+        let addr = common::serve_on_thread(move |_| {
+            Router::new()
+                .route("/v1/chat/completions", post(chat))
+                .with_state(state)
         });
         Server { addr, seen }
     }

@@ -2,6 +2,8 @@
 //! the llm planner against a real local OpenAI-compatible server that first answers with a
 //! graph that does not validate.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -226,26 +228,15 @@ async fn chat(State(p): State<Arc<Planner>>, body: axum::Json<Value>) -> axum::J
 }
 
 fn start_planner(replies: Vec<Value>) -> (SocketAddr, Arc<Planner>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let state = Arc::new(Planner {
         replies: Mutex::new(replies),
         ..Planner::default()
     });
     let s = state.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = Router::new()
-                .route("/v1/chat/completions", post(chat))
-                .with_state(s);
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
+    let addr = common::serve_on_thread(move |_| {
+        Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(s)
     });
     (addr, state)
 }

@@ -3,6 +3,28 @@
 
 pub mod tui;
 
+/// Serves the app `app(address)` builds on 127.0.0.1 from a thread of its own (so sync and
+/// async tests can both use it) and gives the address.
+pub fn serve_on_thread(
+    app: impl FnOnce(std::net::SocketAddr) -> axum::Router,
+) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app(addr);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    addr
+}
+
 use std::sync::Arc;
 
 use taskdeck::engine::scheduler::next_dispatch;
