@@ -94,21 +94,22 @@ impl Feed {
         let buffer = app.opts.event_buffer.max(1);
         let (tx, rx) = mpsc::channel(buffer);
         let end = Arc::new(AtomicU8::new(OPEN));
+        let feed = Feed {
+            cache: app.events.clone(),
+            rx,
+            end: end.clone(),
+            since,
+            buffer,
+            last: since,
+        };
         let now = app.engine.inspect(|st| st.last_seq).await?;
         if since > now {
             // A client of an earlier server (or store): these sequence numbers mean nothing here.
             end.store(RESET, Ordering::SeqCst);
-            return Ok(Feed {
-                cache: app.events.clone(),
-                rx,
-                end,
-                since,
-                buffer,
-                last: since,
-            });
+            return Ok(feed);
         }
         let mut sub = app.engine.subscribe(since).await?;
-        let flag = end.clone();
+        let flag = end;
         let mut closing = app.closing.clone();
         let metrics = app.metrics.clone();
         metrics.stream_opened();
@@ -148,14 +149,7 @@ impl Feed {
             }
             metrics.stream_closed();
         });
-        Ok(Feed {
-            cache: app.events.clone(),
-            rx,
-            end,
-            since,
-            buffer,
-            last: since,
-        })
+        Ok(feed)
     }
 
     /// The next event, or the notice that ends the stream (`None` after that).
