@@ -79,7 +79,16 @@ impl Sqlite {
             conn,
             path: path.to_path_buf(),
         };
-        db.prepare().map_err(|e| match e {
+        // Two processes opening a new store at once (an engine starting, `taskdeck runs`) can
+        // get SQLITE_BUSY at once, without SQLite's busy wait: while the other one switches the
+        // file to WAL or creates the schema. That passes quickly, so try again for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut prepared = db.prepare();
+        while matches!(prepared, Err(StoreError::Busy(_))) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            prepared = db.prepare();
+        }
+        prepared.map_err(|e| match e {
             StoreError::Db { detail, .. } => {
                 StoreError::Open(format!("cannot open the store {location}: {detail}"))
             }
