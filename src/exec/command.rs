@@ -1,12 +1,15 @@
 //! The process executor: runs a rendered command line as a process group, streams its output to
 //! the log store, enforces timeout / cancel / pause, reads its outputs file, reports the outcome.
 
+use std::collections::HashMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::io::AsyncRead;
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -24,6 +27,41 @@ pub const OUTPUT_SUFFIX: &str = ".outputs";
 /// group (`setsid`) can hold the pipes open that long.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
+/// A started process and its output streams, however it was spawned.
+pub(super) struct Started {
+    process: Process,
+    stdout: Option<Output>,
+    stderr: Option<Output>,
+}
+
+type Output = Box<dyn AsyncRead + Send + Unpin>;
+
+enum Process {
+    /// The portable spawn (`posix_spawn`, or `fork` with a `pre_exec` hook).
+    Tokio(tokio::process::Child),
+    /// The lean Linux spawn.
+    #[cfg(target_os = "linux")]
+    Lean(super::fork::Child),
+}
+
+impl Process {
+    fn id(&self) -> Option<u32> {
+        match self {
+            Process::Tokio(c) => c.id(),
+            #[cfg(target_os = "linux")]
+            Process::Lean(c) => Some(c.id()),
+        }
+    }
+
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Process::Tokio(c) => c.wait().await,
+            #[cfg(target_os = "linux")]
+            Process::Lean(c) => c.wait().await,
+        }
+    }
+}
+
 /// Why the attempt was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -40,11 +78,11 @@ pub(super) fn start_reported(
     line: &str,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     logs: &LogStore,
-) -> Result<Child, String> {
+) -> Result<Started, String> {
     let key = &req.key;
     match start(req, line) {
         Ok(child) => {
-            let pid = child.id();
+            let pid = child.process.id();
             logs.push(
                 key,
                 LogStream::System,
@@ -69,7 +107,7 @@ pub(super) fn start_reported(
 /// Supervises a started attempt to its end and reports the outcome.
 pub(super) async fn run(
     req: ExecRequest,
-    child: Result<Child, String>,
+    child: Result<Started, String>,
     control: mpsc::UnboundedReceiver<Control>,
     reports: mpsc::UnboundedSender<ExecMsg>,
     logs: LogStore,
@@ -90,7 +128,7 @@ fn remove_scratch(req: &ExecRequest) {
 }
 
 /// Writes the scratch files and starts the process. The error is the message for people.
-fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
+fn start(req: &ExecRequest, line: &str) -> Result<Started, String> {
     let invocation = cmdline::plan(line).map_err(|e| e.to_string())?;
     let context = serde_json::to_vec(&req.context)
         .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
@@ -104,15 +142,110 @@ fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
     }
 
     let path_override = req.env.iter().any(|(k, _)| k == "PATH");
-    let mut cmd = command(&invocation, path_override);
+    let attempt = req.key.attempt.to_string();
+    let vars: [(&str, &std::ffi::OsStr); 5] = [
+        ("TASKDECK_RUN_ID", req.key.run.as_str().as_ref()),
+        ("TASKDECK_TASK_ID", req.task_id.as_ref()),
+        ("TASKDECK_ATTEMPT", attempt.as_ref()),
+        ("TASKDECK_CONTEXT", context_path.as_os_str()),
+        ("TASKDECK_OUTPUT", output_path.as_os_str()),
+    ];
+    let started = match lean(req, &invocation, path_override, &vars) {
+        Some(started) => started,
+        None => portable(req, &invocation, path_override, &vars),
+    };
+    started.map_err(|e| {
+        remove_scratch(req);
+        if e.kind() == io::ErrorKind::NotFound {
+            forget_program(invocation.program());
+        }
+        cannot_start(invocation.program(), &e)
+    })
+}
+
+/// The lean spawn, when it applies: on Linux, for a program path known without the task's own
+/// PATH. `None`: use the portable spawn.
+#[cfg(target_os = "linux")]
+fn lean(
+    req: &ExecRequest,
+    invocation: &Invocation,
+    path_override: bool,
+    vars: &[(&str, &std::ffi::OsStr)],
+) -> Option<io::Result<Started>> {
+    use std::ffi::OsStr;
+    if !super::fork::available() {
+        return None;
+    }
+    let shell_args;
+    let direct_args: Vec<&OsStr>;
+    let resolved;
+    let (program, argv): (&Path, &[&OsStr]) = match invocation {
+        Invocation::Direct { program, args } => {
+            resolved = if program.contains('/') {
+                Path::new(program).to_path_buf()
+            } else if path_override {
+                return None;
+            } else {
+                resolve_program(program)?
+            };
+            direct_args = std::iter::once(program.as_str())
+                .chain(args.iter().map(String::as_str))
+                .map(OsStr::new)
+                .collect();
+            (&resolved, &direct_args)
+        }
+        Invocation::Shell(line) => {
+            shell_args = [OsStr::new("sh"), OsStr::new("-c"), OsStr::new(line)];
+            (Path::new(cmdline::SHELL), &shell_args)
+        }
+    };
+    let env: Vec<(&OsStr, &OsStr)> = vars
+        .iter()
+        .map(|(k, v)| (OsStr::new(k), *v))
+        .chain(req.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
+        .collect();
+    let spec = super::fork::Spec {
+        program,
+        argv,
+        env: &env,
+        cwd: req.cwd.as_deref(),
+        // Without the guardian, the kernel kills the child if taskdeck dies.
+        die_with_parent: !super::guardian::installed(),
+    };
+    match super::fork::spawn(&spec) {
+        Ok(Some(s)) => Some(Ok(Started {
+            process: Process::Lean(s.child),
+            stdout: Some(Box::new(s.stdout)),
+            stderr: Some(Box::new(s.stderr)),
+        })),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lean(
+    _: &ExecRequest,
+    _: &Invocation,
+    _: bool,
+    _: &[(&str, &std::ffi::OsStr)],
+) -> Option<io::Result<Started>> {
+    None
+}
+
+/// The portable spawn: `posix_spawn` when the guardian watches the group, else `fork` with a
+/// hook that sets `PR_SET_PDEATHSIG`.
+fn portable(
+    req: &ExecRequest,
+    invocation: &Invocation,
+    path_override: bool,
+    vars: &[(&str, &std::ffi::OsStr)],
+) -> io::Result<Started> {
+    let mut cmd = command(invocation, path_override);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env("TASKDECK_RUN_ID", req.key.run.as_str())
-        .env("TASKDECK_TASK_ID", &req.task_id)
-        .env("TASKDECK_ATTEMPT", req.key.attempt.to_string())
-        .env("TASKDECK_CONTEXT", &context_path)
-        .env("TASKDECK_OUTPUT", &output_path)
+        .envs(vars.iter().copied())
         .envs(req.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &req.cwd {
         cmd.current_dir(cwd);
@@ -128,9 +261,13 @@ fn start(req: &ExecRequest, line: &str) -> Result<Child, String> {
             cmd.pre_exec(move || child_setup(parent));
         }
     }
-    cmd.spawn().map_err(|e| {
-        remove_scratch(req);
-        cannot_start(invocation.program(), &e)
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().map(|s| Box::new(s) as Output);
+    let stderr = child.stderr.take().map(|s| Box::new(s) as Output);
+    Ok(Started {
+        process: Process::Tokio(child),
+        stdout,
+        stderr,
     })
 }
 
@@ -156,32 +293,38 @@ fn command(invocation: &Invocation, path_override: bool) -> Command {
     }
 }
 
+/// Where bare program names were found on PATH.
+static PROGRAMS: LazyLock<Mutex<HashMap<String, PathBuf>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Drops what `resolve_program` remembered of a program that could not be started.
+fn forget_program(program: &str) {
+    if let Ok(mut cache) = PROGRAMS.lock() {
+        cache.remove(program);
+    }
+}
+
 /// Finds a bare program name on taskdeck's own PATH, remembering hits. Names with a `/` and
 /// misses are left to the normal exec search (which reports the error).
-fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
-    use std::collections::HashMap;
+fn resolve_program(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
-    use std::sync::{LazyLock, Mutex};
-
-    static CACHE: LazyLock<Mutex<HashMap<String, PathBuf>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
     if program.contains('/') || program.is_empty() {
         return None;
     }
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    if let Ok(cache) = CACHE.lock()
+    // A hit is trusted without a `stat`: if the file has gone since, the exec fails with "not
+    // found" and `forget_program` drops the entry, so the next attempt searches again.
+    if let Ok(cache) = PROGRAMS.lock()
         && let Some(p) = cache.get(program)
-        && executable(p)
     {
         return Some(p.clone());
     }
     let found = std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|p| p.is_absolute() && executable(p))?;
-    if let Ok(mut cache) = CACHE.lock() {
+    if let Ok(mut cache) = PROGRAMS.lock() {
         cache.insert(program.to_string(), found.clone());
     }
     Some(found)
@@ -306,11 +449,16 @@ fn cannot_start(program: &str, e: &io::Error) -> String {
 /// its output and outputs file.
 async fn supervise(
     req: &ExecRequest,
-    mut child: Child,
+    started: Started,
     control: mpsc::UnboundedReceiver<Control>,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     logs: &LogStore,
 ) -> ExecResult {
+    let Started {
+        process: mut child,
+        stdout: out,
+        stderr: err,
+    } = started;
     let started = Instant::now();
     let system = |line: String| logs.push(&req.key, LogStream::System, line);
     let Some(pgid) = child.id() else {
@@ -325,7 +473,6 @@ async fn supervise(
     // Both output streams are read inside this task rather than in tasks of their own: two
     // spawns and two cross-task wake-ups fewer per attempt. `pumps` ends when both streams do
     // and gives stderr's last line.
-    let (out, err) = (child.stdout.take(), child.stderr.take());
     let mut pumps = std::pin::pin!(async {
         let out = async {
             match out {
@@ -400,7 +547,7 @@ enum Ended {
 /// Waits for the leader to exit, applying pause/resume on the way, until the timeout, a cancel
 /// or the engine going away says stop.
 async fn watch(
-    child: &mut Child,
+    child: &mut Process,
     pgid: u32,
     timeout: Option<Duration>,
     mut control: mpsc::UnboundedReceiver<Control>,
@@ -506,7 +653,7 @@ async fn alongside<T>(
 /// TERM (and CONT, so a paused group can act on it) to the group, up to `grace` for it to go
 /// away, then KILL.
 async fn terminate(
-    child: &mut Child,
+    child: &mut Process,
     pgid: u32,
     grace: Duration,
     system: &impl Fn(String),

@@ -4,6 +4,8 @@
 mod builtin;
 mod cmdline;
 mod command;
+#[cfg(target_os = "linux")]
+mod fork;
 mod group;
 pub mod guardian;
 pub mod http;

@@ -32,12 +32,12 @@ pub fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsErro
         path: path.display().to_string(),
         source,
     };
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    // One `stat` for the usual case, a task that wrote no outputs (an empty or missing file).
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
         Err(e) => return Err(read_err(e)),
     };
-    let len = file.metadata().map_err(read_err)?.len();
     if len == 0 {
         return Ok(Map::new());
     }
@@ -45,8 +45,18 @@ pub fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsErro
     if len > limit as u64 {
         return Err(OutputsError::TooBig { bytes: len, limit });
     }
+    let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut bytes).map_err(read_err)?;
+    // A file still growing after the `stat` is cut one byte past the limit, then refused.
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > limit {
+        return Err(OutputsError::TooBig {
+            bytes: bytes.len() as u64,
+            limit,
+        });
+    }
     let text = String::from_utf8(bytes).map_err(|_| OutputsError::NotUtf8)?;
     let map = parse(&text)?;
     let json_len = serde_json::to_vec(&map).map_or(0, |v| v.len());
