@@ -272,24 +272,7 @@ async fn environment_and_context_file() {
             "dir=700".into(),
         ]
     );
-    // ...kept for the run's next attempt (taken as they are, emptied of outputs)...
-    let mut kept = rig.scratch_files();
-    kept.sort();
-    assert_eq!(kept, ["task-4.2.context.json", "task-4.2.outputs"]);
-    let mut next = rig.cmd("sh -c 'cat \"$TASKDECK_CONTEXT\"; echo; echo \"$TASKDECK_OUTPUT\"'");
-    next.scratch_name = "task-5.1".into();
-    next.context = json!({"next": true});
-    let r = rig.run(next).await;
-    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
-    assert_eq!(
-        rig.lines(LogStream::Stdout)[9..],
-        [
-            r#"{"next":true}"#.to_string(),
-            dir.join("task-4.2.outputs").display().to_string()
-        ]
-    );
-    // ...and gone once the run ends.
-    taskdeck::exec::forget_scratch_dir(&dir);
+    // ...and gone (with the outputs file) once the attempt is over.
     assert_eq!(
         rig.scratch_files(),
         Vec::<String>::new(),
@@ -311,15 +294,11 @@ async fn stale_scratch_files_are_replaced_and_failed_starts_clean_up() {
     assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
     assert_eq!(rig.lines(LogStream::Stdout), [r#"{"new":true}"#]);
     assert_eq!(Value::Object(r.outputs), json!({"fresh": 2}));
-    // Kept for the run's next attempt, the outputs emptied; a program that cannot start
-    // takes the pair and gives it back as it was.
+    assert_eq!(rig.scratch_files(), Vec::<String>::new());
+
+    // A program that cannot start leaves no files either.
     let r = rig.run(rig.cmd("/nonexistent/program")).await;
     assert_eq!(r.outcome, AttemptOutcome::Failed);
-    let outputs = rig.scratch_dir().join("task-4.2.outputs");
-    assert_eq!(std::fs::read_to_string(outputs).unwrap(), "");
-    assert_eq!(rig.scratch_files().len(), 2);
-    // Nothing is left once the run ends.
-    taskdeck::exec::forget_scratch_dir(&rig.scratch_dir());
     assert_eq!(rig.scratch_files(), Vec::<String>::new());
 }
 

@@ -41,15 +41,6 @@ const PUMP_BUDGET: usize = 4096;
 /// commit, so a short task's start and end share one. Short enough that no one sees it.
 const LINGER: Duration = Duration::from_millis(5);
 
-/// Removes the scratch files kept under an engine's work dir when the engine stops.
-struct ForgetScratch(PathBuf);
-
-impl Drop for ForgetScratch {
-    fn drop(&mut self) {
-        crate::exec::forget_scratch_under(&self.0);
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
     #[error("no run `{0}`")]
@@ -470,8 +461,6 @@ impl Actor {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
-        // However the engine stops, the scratch files kept for its runs' next attempts go.
-        let _scratch = ForgetScratch(self.opts.work_dir.clone());
         if let Some(journal) = self.opts.journal.clone() {
             // Sequence numbers continue above everything the store has seen, so a client that
             // resumes a feed after a restart never mistakes new events for old ones.
@@ -2073,10 +2062,8 @@ impl Actor {
         );
         tracing::info!(run = %id, %state, "{line}");
         self.system_log(id, line);
-        // The files kept for the run's next attempts go, and the run's scratch dir with them.
-        let dir = self.scratch_dir(id);
-        crate::exec::forget_scratch_dir(&dir);
-        let _ = std::fs::remove_dir(dir);
+        // Every attempt removed its own files; the run's shared scratch dir goes with it.
+        let _ = std::fs::remove_dir(self.scratch_dir(id));
         self.emit(id, EventKind::RunFinished { state });
         let waiters = self.finish_waiters.remove(id).unwrap_or_default();
         if !waiters.is_empty() {

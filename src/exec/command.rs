@@ -15,7 +15,6 @@ use tokio::time::Instant;
 
 use super::cmdline::{self, Invocation};
 use super::group::{self, KillOnDrop};
-use super::scratch::{self, Scratch};
 use super::{Control, ExecMsg, ExecReport, ExecRequest, ExecResult, human, lines, outputs};
 use crate::logs::LogStore;
 use crate::model::{AttemptOutcome, LogStream};
@@ -30,7 +29,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A started process and its output streams, however it was spawned.
 pub(super) struct Started {
-    scratch: Scratch,
     process: Process,
     stdout: Option<Output>,
     stderr: Option<Output>,
@@ -115,15 +113,18 @@ pub(super) async fn run(
     logs: LogStore,
 ) {
     let result = match child {
-        Ok(child) => {
-            let (result, pair, clean) = supervise(&req, child, control, &reports, &logs).await;
-            scratch::release(pair, clean);
-            result
-        }
+        Ok(child) => supervise(&req, child, control, &reports, &logs).await,
         Err(error) => ExecResult::failed(AttemptOutcome::Failed, None, error),
     };
     logs.finish(&req.key);
+    // The scratch files served this attempt only; contexts may hold secrets.
+    remove_scratch(&req);
     super::report(&reports, &req.key, ExecReport::Finished(result));
+}
+
+fn remove_scratch(req: &ExecRequest) {
+    let _ = std::fs::remove_file(req.context_path());
+    let _ = std::fs::remove_file(req.output_path());
 }
 
 /// Writes the scratch files and starts the process. The error is the message for people.
@@ -131,8 +132,14 @@ fn start(req: &ExecRequest, line: &str) -> Result<Started, String> {
     let invocation = cmdline::plan(line).map_err(|e| e.to_string())?;
     let context = serde_json::to_vec(&req.context)
         .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
-    check_cwd(req)?;
-    let pair = scratch::prepare(&req.scratch_dir, &req.scratch_name, &context)?;
+    let context_path = req.context_path();
+    let output_path = req.output_path();
+    // Two small files on tmpfs: cheaper done here than a hop to the blocking pool and back,
+    // which costs two thread wake-ups per task.
+    if let Err(e) = prepare_files(req, &context_path, &output_path, &context) {
+        remove_scratch(req);
+        return Err(e);
+    }
 
     let path_override = req.env.iter().any(|(k, _)| k == "PATH");
     let attempt = req.key.attempt.to_string();
@@ -140,33 +147,21 @@ fn start(req: &ExecRequest, line: &str) -> Result<Started, String> {
         ("TASKDECK_RUN_ID", req.key.run.as_str().as_ref()),
         ("TASKDECK_TASK_ID", req.task_id.as_ref()),
         ("TASKDECK_ATTEMPT", attempt.as_ref()),
-        ("TASKDECK_CONTEXT", pair.context.as_os_str()),
-        ("TASKDECK_OUTPUT", pair.output.as_os_str()),
+        ("TASKDECK_CONTEXT", context_path.as_os_str()),
+        ("TASKDECK_OUTPUT", output_path.as_os_str()),
     ];
     let started = match lean(req, &invocation, path_override, &vars) {
         Some(started) => started,
         None => portable(req, &invocation, path_override, &vars),
     };
-    match started {
-        Ok((process, stdout, stderr)) => Ok(Started {
-            scratch: pair,
-            process,
-            stdout,
-            stderr,
-        }),
-        Err(e) => {
-            // Nothing ran: the files are as clean as they were made.
-            scratch::release(pair, true);
-            if e.kind() == io::ErrorKind::NotFound {
-                forget_program(invocation.program());
-            }
-            Err(cannot_start(invocation.program(), &e))
+    started.map_err(|e| {
+        remove_scratch(req);
+        if e.kind() == io::ErrorKind::NotFound {
+            forget_program(invocation.program());
         }
-    }
+        cannot_start(invocation.program(), &e)
+    })
 }
-
-/// A started process and its output streams.
-type Spawn = (Process, Option<Output>, Option<Output>);
 
 /// The lean spawn, when it applies: on Linux, for a program path known without the task's own
 /// PATH. `None`: use the portable spawn.
@@ -176,7 +171,7 @@ fn lean(
     invocation: &Invocation,
     path_override: bool,
     vars: &[(&str, &std::ffi::OsStr)],
-) -> Option<io::Result<Spawn>> {
+) -> Option<io::Result<Started>> {
     use std::ffi::OsStr;
     if !super::fork::available() {
         return None;
@@ -218,11 +213,11 @@ fn lean(
         die_with_parent: !super::guardian::installed(),
     };
     match super::fork::spawn(&spec) {
-        Ok(Some(s)) => Some(Ok((
-            Process::Lean(s.child),
-            Some(Box::new(s.stdout)),
-            Some(Box::new(s.stderr)),
-        ))),
+        Ok(Some(s)) => Some(Ok(Started {
+            process: Process::Lean(s.child),
+            stdout: Some(Box::new(s.stdout)),
+            stderr: Some(Box::new(s.stderr)),
+        })),
         Ok(None) => None,
         Err(e) => Some(Err(e)),
     }
@@ -234,7 +229,7 @@ fn lean(
     _: &Invocation,
     _: bool,
     _: &[(&str, &std::ffi::OsStr)],
-) -> Option<io::Result<Spawn>> {
+) -> Option<io::Result<Started>> {
     None
 }
 
@@ -245,7 +240,7 @@ fn portable(
     invocation: &Invocation,
     path_override: bool,
     vars: &[(&str, &std::ffi::OsStr)],
-) -> io::Result<Spawn> {
+) -> io::Result<Started> {
     let mut cmd = command(invocation, path_override);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -269,7 +264,11 @@ fn portable(
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().map(|s| Box::new(s) as Output);
     let stderr = child.stderr.take().map(|s| Box::new(s) as Output);
-    Ok((Process::Tokio(child), stdout, stderr))
+    Ok(Started {
+        process: Process::Tokio(child),
+        stdout,
+        stderr,
+    })
 }
 
 fn command(invocation: &Invocation, path_override: bool) -> Command {
@@ -356,25 +355,83 @@ fn child_setup(parent: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// A working directory that is not there gets a clear message before anything is made.
-fn check_cwd(req: &ExecRequest) -> Result<(), String> {
-    let Some(cwd) = &req.cwd else {
-        return Ok(());
+fn prepare_files(
+    req: &ExecRequest,
+    context_path: &Path,
+    output_path: &Path,
+    context: &[u8],
+) -> Result<(), String> {
+    use std::fs::DirBuilder;
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+
+    if let Some(cwd) = &req.cwd {
+        match std::fs::metadata(cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "working directory `{}` is not a directory",
+                    cwd.display()
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "working directory `{}` does not exist",
+                    cwd.display()
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot use working directory `{}`: {e}",
+                    cwd.display()
+                ));
+            }
+        }
+    }
+    // Private: the context may hold secrets meant for this task only.
+    let mut file = match fresh_file(context_path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The run's first attempt: make its scratch dir.
+            let dir = &req.scratch_dir;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create scratch directory `{}`: {e}", dir.display()))?;
+            fresh_file(context_path)
+        }
+        other => other,
+    }
+    .map_err(|e| file_err(context_path, e))?;
+    file.write_all(context)
+        .map_err(|e| file_err(context_path, e))?;
+    fresh_file(output_path)
+        .map(drop)
+        .map_err(|e| file_err(output_path, e))
+}
+
+fn file_err(path: &Path, e: io::Error) -> String {
+    format!("cannot write `{}`: {e}", path.display())
+}
+
+/// Creates an empty file only we can read. `create_new`, so a file planted under the name is
+/// never written through; one left by a taskdeck that died mid-attempt is replaced.
+fn fresh_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
     };
-    match std::fs::metadata(cwd) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "working directory `{}` is not a directory",
-            cwd.display()
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
-            "working directory `{}` does not exist",
-            cwd.display()
-        )),
-        Err(e) => Err(format!(
-            "cannot use working directory `{}`: {e}",
-            cwd.display()
-        )),
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            create()
+        }
+        other => other,
     }
 }
 
@@ -390,52 +447,26 @@ fn cannot_start(program: &str, e: &io::Error) -> String {
 
 /// Waits for the process while obeying controls and the timeout, cleans up its group, collects
 /// its output and outputs file.
-/// Gives back the attempt's scratch files too, and whether they are clean: no process of the
-/// attempt can still write to them.
 async fn supervise(
     req: &ExecRequest,
     started: Started,
     control: mpsc::UnboundedReceiver<Control>,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     logs: &LogStore,
-) -> (ExecResult, Scratch, bool) {
+) -> ExecResult {
     let Started {
-        scratch,
-        process,
-        stdout,
-        stderr,
+        process: mut child,
+        stdout: out,
+        stderr: err,
     } = started;
-    let output = (stdout, stderr);
-    let (result, clean) = supervise_process(
-        req,
-        process,
-        output,
-        &scratch.output,
-        control,
-        reports,
-        logs,
-    )
-    .await;
-    (result, scratch, clean)
-}
-
-async fn supervise_process(
-    req: &ExecRequest,
-    mut child: Process,
-    (out, err): (Option<Output>, Option<Output>),
-    outputs_file: &Path,
-    control: mpsc::UnboundedReceiver<Control>,
-    reports: &mpsc::UnboundedSender<ExecMsg>,
-    logs: &LogStore,
-) -> (ExecResult, bool) {
     let started = Instant::now();
     let system = |line: String| logs.push(&req.key, LogStream::System, line);
     let Some(pgid) = child.id() else {
         // tokio only forgets the pid once the child was reaped; nothing runs.
-        let error = "the process vanished right after starting".to_string();
-        return (
-            ExecResult::failed(AttemptOutcome::Failed, None, error),
-            false,
+        return ExecResult::failed(
+            AttemptOutcome::Failed,
+            None,
+            "the process vanished right after starting".to_string(),
         );
     };
     let guard = KillOnDrop::new(pgid);
@@ -482,14 +513,12 @@ async fn supervise_process(
     // only race is a reused pid in the instant after the group emptied, which we accept.)
     drop(guard);
 
-    let mut clean = true;
     let stderr_tail = match pumped {
         Some(tail) => tail,
         None => match tokio::time::timeout(DRAIN_LIMIT, &mut pumps).await {
             Ok(tail) => tail,
             Err(_) => {
                 system("output still open after the task ended (a process left its group?); stopped reading".to_string());
-                clean = false;
                 None
             }
         },
@@ -499,10 +528,7 @@ async fn supervise_process(
         Err(e) => {
             let error = format!("lost track of the process: {e}");
             system(error.clone());
-            return (
-                ExecResult::failed(AttemptOutcome::Failed, None, error),
-                false,
-            );
+            return ExecResult::failed(AttemptOutcome::Failed, None, error);
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -510,8 +536,7 @@ async fn supervise_process(
         Some(c) => format!("exited with code {c} after {elapsed:.2}s"),
         None => format!("{} after {elapsed:.2}s", describe_status(status)),
     });
-    let result = conclude(req, status, stop, stderr_tail, outputs_file, &system);
-    (result, clean)
+    conclude(req, status, stop, stderr_tail, &system)
 }
 
 enum Ended {
@@ -573,7 +598,6 @@ fn conclude(
     status: ExitStatus,
     stop: Option<Stop>,
     stderr_tail: Option<String>,
-    outputs_file: &Path,
     system: &impl Fn(String),
 ) -> ExecResult {
     let code = status.code();
@@ -587,7 +611,7 @@ fn conclude(
             code,
             "taskdeck stopped while the task ran".to_string(),
         ),
-        (None, Some(0)) => match outputs::read(outputs_file, req.max_output_bytes) {
+        (None, Some(0)) => match outputs::read(&req.output_path(), req.max_output_bytes) {
             Ok(outputs) => ExecResult::succeeded(code, outputs),
             Err(e) => {
                 let error = req.redactor.redact(&e.to_string()).into_owned();

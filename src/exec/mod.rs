@@ -13,7 +13,6 @@ mod lines;
 mod llm;
 mod outputs;
 pub mod probe;
-mod scratch;
 
 pub use builtin::{FAIL_MESSAGE, run_instant};
 pub use cmdline::{CmdlineError, Invocation, needs_shell, plan};
@@ -21,7 +20,6 @@ pub use command::{CONTEXT_SUFFIX, OUTPUT_SUFFIX};
 pub use lines::MAX_LINE_BYTES;
 pub use llm::{LlmCall, parse_json as parse_json_reply};
 pub use outputs::{OutputsError, parse as parse_outputs};
-pub use scratch::{forget_dir as forget_scratch_dir, forget_under as forget_scratch_under};
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -87,9 +85,8 @@ pub struct ExecRequest {
     /// Exactly what the task may read; written to the file named by `TASKDECK_CONTEXT`.
     pub context: Value,
     /// A private directory (mode 0700, created when first needed) shared by the run's
-    /// attempts, so an attempt costs no directory of its own. An attempt's context and outputs
-    /// files are a pair a finished attempt of the run left (rewritten), else new ones named by
-    /// `scratch_name`; the engine removes the kept pairs when the run ends.
+    /// attempts; this attempt's context and outputs files are named by `scratch_name` in it, so
+    /// an attempt costs no directory of its own.
     pub scratch_dir: PathBuf,
     /// Stem of this attempt's scratch files (`task-4.2`), unique within `scratch_dir`.
     pub scratch_name: String,
