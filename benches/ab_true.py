@@ -57,7 +57,7 @@ def main():
         results["make -j2"].append(timed(["make", "-s", "-j2", "-f", "Makefile"], cwd=dag))
         for label, binary, extra, mem in variants:
             home = tempfile.mkdtemp(prefix="home-", dir=work)
-            env = dict(os.environ, TASKDECK_HOME=home, TASKDECK_RUNTIME_DIR=shm, **extra)
+            env = {**os.environ, "TASKDECK_HOME": home, "TASKDECK_RUNTIME_DIR": shm, **extra}
             cmd = [binary, "run", "--headless", "--quiet"] + (["--store", "memory"] if mem else []) + [wf]
             results[label].append(timed(cmd, env=env))
             shutil.rmtree(home)

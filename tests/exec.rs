@@ -303,6 +303,18 @@ async fn stale_scratch_files_are_replaced_and_failed_starts_clean_up() {
 }
 
 #[tokio::test]
+async fn a_script_without_a_shebang_runs_through_sh() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Rig::new();
+    let script = rig.dir.path().join("plain-script");
+    std::fs::write(&script, "echo \"from script: $1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = rig.run(rig.cmd(&format!("{} arg", script.display()))).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(rig.lines(LogStream::Stdout), ["from script: arg"]);
+}
+
+#[tokio::test]
 async fn direct_exec_keeps_arguments_verbatim() {
     let rig = Rig::new();
     let r = rig

@@ -219,6 +219,8 @@ fn lean(
             stderr: Some(Box::new(s.stderr)),
         })),
         Ok(None) => None,
+        // A file without `#!`: the portable spawn does what it always did with those.
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => None,
         Err(e) => Some(Err(e)),
     }
 }
@@ -282,12 +284,13 @@ fn command(invocation: &Invocation, path_override: bool) -> Command {
                 resolve_program(program)
             };
             let mut c = Command::new(resolved.as_deref().unwrap_or(Path::new(program)));
-            c.args(args);
+            // `$0` is the name the task wrote, as a shell (and the lean spawn) would give it.
+            c.arg0(program).args(args);
             c
         }
         Invocation::Shell(line) => {
             let mut c = Command::new(cmdline::SHELL);
-            c.arg("-c").arg(line);
+            c.arg0("sh").arg("-c").arg(line);
             c
         }
     }

@@ -19,8 +19,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -29,9 +29,26 @@ use tokio::net::unix::pipe;
 /// The child's stack until it calls `exec` (it makes a handful of system calls).
 const STACK_BYTES: usize = 64 * 1024;
 
-/// Set once the kernel refused the clone flags (a kernel older than 5.3): from then on every
-/// spawn takes the portable path.
+/// Set when this kernel cannot do the lean spawn: from then on every spawn takes the portable
+/// path.
 static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the kernel has pollable pidfds (Linux 5.3). Older kernels ignore `CLONE_PIDFD`
+/// instead of refusing it, so this is asked once, up front.
+static PIDFDS: LazyLock<bool> = LazyLock::new(|| {
+    // SAFETY: pidfd_open on our own pid; the descriptor is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the descriptor was just made and is ours.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    true
+});
+
+/// Children whose `Child` was dropped before they ended (a runtime shutting down mid-task):
+/// reaped by later spawns so they do not stay zombies.
+static ORPHANS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 
 /// What a process is started with. `program` is the path handed to `execve` (never searched on
 /// PATH); `argv[0]` is the name the task wrote.
@@ -56,12 +73,13 @@ pub struct Spawned {
 
 /// Whether this spawn can be used (the kernel has not refused it before).
 pub fn available() -> bool {
-    !UNSUPPORTED.load(Ordering::Relaxed)
+    !UNSUPPORTED.load(Ordering::Relaxed) && *PIDFDS
 }
 
 /// Starts the process. `Ok(None)` means the kernel does not support this kind of spawn: use
 /// the portable one. Must be called on a thread inside a tokio runtime with IO enabled.
 pub fn spawn(spec: &Spec) -> io::Result<Option<Spawned>> {
+    reap_orphans();
     let program = cstring(spec.program.as_os_str())?;
     let argv_c: Vec<CString> = spec
         .argv
@@ -99,7 +117,11 @@ pub fn spawn(spec: &Spec) -> io::Result<Option<Spawned>> {
         failure: &failure,
         die_with_parent: spec.die_with_parent,
         // SAFETY: getpid has no preconditions.
-        parent: unsafe { libc::getpid() },
+        parent: if spec.die_with_parent {
+            unsafe { libc::getpid() }
+        } else {
+            0
+        },
     };
     let cloned = STACK.with_borrow_mut(|stack| clone_child(&args, stack));
     drop((out_w, err_w));
@@ -198,6 +220,16 @@ fn clone_child(args: &ChildArgs, stack: &mut Stack) -> io::Result<Option<(libc::
             }
             _ => Err(clone_error),
         };
+    }
+    if pidfd < 0 {
+        // A kernel that ignored CLONE_PIDFD: never leave the process unwatched.
+        UNSUPPORTED.store(true, Ordering::Relaxed);
+        // SAFETY: kill and waitpid on the group and child just made.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = reap(pid, 0);
+        return Err(io::Error::other(
+            "the kernel gave no pidfd for the new process",
+        ));
     }
     // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
     Ok(Some((pid, unsafe { OwnedFd::from_raw_fd(pidfd) })))
@@ -320,10 +352,20 @@ impl Drop for Child {
     fn drop(&mut self) {
         // An attempt dropped before its process ended (runtime shutdown) leaves at most a
         // zombie, gone with taskdeck; its group is killed by `KillOnDrop`.
-        if self.status.is_none() {
-            let _ = reap(self.pid, libc::WNOHANG);
+        if self.status.is_none()
+            && matches!(reap(self.pid, libc::WNOHANG), Ok(None))
+            && let Ok(mut orphans) = ORPHANS.lock()
+        {
+            orphans.push(self.pid);
         }
     }
+}
+
+fn reap_orphans() {
+    let Ok(mut orphans) = ORPHANS.lock() else {
+        return;
+    };
+    orphans.retain(|pid| matches!(reap(*pid, libc::WNOHANG), Ok(None)));
 }
 
 /// `envp`: taskdeck's environment without the variables `set` overrides, then `set`.
