@@ -538,6 +538,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_child_dropped_while_running_is_reaped_by_a_later_spawn() {
+        let sleeper = Spec {
+            program: Path::new("/bin/sh"),
+            argv: &[os("sh"), os("-c"), os("sleep 0.2")],
+            env: &[],
+            cwd: None,
+            die_with_parent: false,
+        };
+        let s = spawn(&sleeper).unwrap().unwrap();
+        let pid = s.child.id();
+        drop(s);
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| st.rsplit(')').next().map(|r| r.trim().chars().next()))
+                .flatten()
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert_eq!(state(), Some('Z'), "ended, not yet reaped");
+        let quick = Spec {
+            program: Path::new("/bin/true"),
+            argv: &[os("true")],
+            env: &[],
+            cwd: None,
+            die_with_parent: false,
+        };
+        let (status, _, _) = run(&quick).await;
+        assert!(status.success());
+        assert_eq!(state(), None, "reaped by the next spawn");
+    }
+
+    #[tokio::test]
     async fn a_child_sees_sigpipe_as_default() {
         // With SIGPIPE ignored (as in taskdeck) a writer to a closed pipe would get EPIPE
         // instead of dying; the child must see the default again.
