@@ -688,6 +688,34 @@ builtin = "noop"
 "#;
 
 #[test]
+fn programs_start_with_clear_errors_and_scripts_without_shebang_run_with_sh() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let script = env.write("plain.sh", "echo \"given=$1\" >> \"$TASKDECK_OUTPUT\"\n");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = env.write("locked.sh", "echo never\n");
+    let flow = env.write(
+        "starts.toml",
+        &format!(
+            "name = \"starts\"\n\
+             [tasks.plain]\nrun = \"{} arg\"\n\
+             [tasks.missing]\nrun = \"no-such-program-anywhere --flag\"\n\
+             [tasks.locked]\nrun = \"{}\"\n",
+            script.display(),
+            locked.display()
+        ),
+    );
+    let report_path = env.path("starts.json");
+    env.run(&[&"run", &flow, &"--report", &report_path])
+        .expect_code(1)
+        .has("✓ plain succeeded")
+        .has("cannot start `no-such-program-anywhere`: No such file or directory (os error 2) — is it installed and on PATH?")
+        .has("Permission denied (os error 13) — is it executable?");
+    let r = report(&report_path);
+    assert_eq!(task(&r, "plain")["outputs"]["given"], "arg");
+}
+
+#[test]
 fn exit_0_on_success_and_1_on_a_failed_run() {
     let env = Env::new();
     let ok = env.write("ok.toml", OK_FLOW);

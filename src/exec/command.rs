@@ -212,15 +212,26 @@ fn lean(
         // Without the guardian, the kernel kills the child if taskdeck dies.
         die_with_parent: !super::guardian::installed(),
     };
-    match super::fork::spawn(&spec) {
+    let spawned = match super::fork::spawn(&spec) {
+        // A file without `#!` is a shell script, as a shell (and `execvp`) would take it.
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            let mut sh_argv = vec![OsStr::new("sh"), program.as_os_str()];
+            sh_argv.extend_from_slice(&argv[1..]);
+            super::fork::spawn(&super::fork::Spec {
+                program: Path::new(cmdline::SHELL),
+                argv: &sh_argv,
+                ..spec
+            })
+        }
+        other => other,
+    };
+    match spawned {
         Ok(Some(s)) => Some(Ok(Started {
             process: Process::Lean(s.child),
             stdout: Some(Box::new(s.stdout)),
             stderr: Some(Box::new(s.stderr)),
         })),
         Ok(None) => None,
-        // A file without `#!`: the portable spawn does what it always did with those.
-        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => None,
         Err(e) => Some(Err(e)),
     }
 }
