@@ -448,6 +448,17 @@ mod tests {
         OsStr::new(s)
     }
 
+    /// `program` with `argv`, in taskdeck's environment and directory.
+    fn plain<'a>(program: &'a str, argv: &'a [&'a OsStr]) -> Spec<'a> {
+        Spec {
+            program: Path::new(program),
+            argv,
+            env: &[],
+            cwd: None,
+            die_with_parent: false,
+        }
+    }
+
     async fn run(spec: &Spec<'_>) -> (ExitStatus, String, String) {
         let mut s = spawn(spec)
             .unwrap()
@@ -491,13 +502,8 @@ mod tests {
     #[tokio::test]
     async fn keeps_the_rest_of_the_environment() {
         let path = std::env::var("PATH").unwrap();
-        let spec = Spec {
-            program: Path::new("/bin/sh"),
-            argv: &[os("sh"), os("-c"), os("echo \"$PATH\"")],
-            env: &[],
-            cwd: None,
-            die_with_parent: false,
-        };
+        let argv = [os("sh"), os("-c"), os("echo \"$PATH\"")];
+        let spec = plain("/bin/sh", &argv);
         let (status, out, _) = run(&spec).await;
         assert!(status.success());
         assert_eq!(out.trim_end(), path);
@@ -505,47 +511,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_an_error_not_a_child() {
-        let spec = Spec {
-            program: Path::new("/nonexistent/taskdeck-test"),
-            argv: &[os("x")],
-            env: &[],
-            cwd: None,
-            die_with_parent: false,
-        };
+        let argv = [os("x")];
+        let spec = plain("/nonexistent/taskdeck-test", &argv);
         let err = spawn(&spec).err().expect("exec must fail");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let true_argv = [os("true")];
         let spec = Spec {
-            program: Path::new("/bin/true"),
-            argv: &[os("true")],
-            env: &[],
             cwd: Some(Path::new("/nonexistent/dir")),
-            die_with_parent: false,
+            ..plain("/bin/true", &true_argv)
         };
         assert_eq!(spawn(&spec).err().unwrap().kind(), io::ErrorKind::NotFound);
     }
 
     #[tokio::test]
     async fn reports_a_death_by_signal() {
-        let spec = Spec {
-            program: Path::new("/bin/sh"),
-            argv: &[os("sh"), os("-c"), os("kill -TERM $$")],
-            env: &[],
-            cwd: None,
-            die_with_parent: false,
-        };
+        let argv = [os("sh"), os("-c"), os("kill -TERM $$")];
+        let spec = plain("/bin/sh", &argv);
         let (status, _, _) = run(&spec).await;
         assert_eq!(status.signal(), Some(libc::SIGTERM));
     }
 
     #[tokio::test]
     async fn a_child_dropped_while_running_is_reaped_by_a_later_spawn() {
-        let sleeper = Spec {
-            program: Path::new("/bin/sh"),
-            argv: &[os("sh"), os("-c"), os("sleep 0.2")],
-            env: &[],
-            cwd: None,
-            die_with_parent: false,
-        };
+        let argv = [os("sh"), os("-c"), os("sleep 0.2")];
+        let sleeper = plain("/bin/sh", &argv);
         let s = spawn(&sleeper).unwrap().unwrap();
         let pid = s.child.id();
         drop(s);
@@ -563,13 +552,8 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(matches!(state(), Some('Z') | None), "still running");
-        let quick = Spec {
-            program: Path::new("/bin/true"),
-            argv: &[os("true")],
-            env: &[],
-            cwd: None,
-            die_with_parent: false,
-        };
+        let argv = [os("true")];
+        let quick = plain("/bin/true", &argv);
         let (status, _, _) = run(&quick).await;
         assert!(status.success());
         assert_eq!(state(), None, "reaped by the next spawn");
@@ -579,13 +563,8 @@ mod tests {
     async fn a_child_sees_sigpipe_as_default() {
         // With SIGPIPE ignored (as in taskdeck) a writer to a closed pipe would get EPIPE
         // instead of dying; the child must see the default again.
-        let spec = Spec {
-            program: Path::new("/bin/sh"),
-            argv: &[os("sh"), os("-c"), os("grep SigIgn /proc/self/status")],
-            env: &[],
-            cwd: None,
-            die_with_parent: false,
-        };
+        let argv = [os("sh"), os("-c"), os("grep SigIgn /proc/self/status")];
+        let spec = plain("/bin/sh", &argv);
         // SAFETY: ignoring SIGPIPE in the test process, as Rust's runtime does anyway.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let (_, out, _) = run(&spec).await;
