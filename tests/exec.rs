@@ -281,6 +281,25 @@ async fn environment_and_context_file() {
 }
 
 #[tokio::test]
+async fn the_outputs_file_is_made_by_the_task_and_removed_after() {
+    let rig = Rig::new();
+    // A task that writes no outputs finds no file; appending creates it.
+    let r = rig
+        .run(rig.cmd(
+            "sh -c 'test -e \"$TASKDECK_OUTPUT\" && echo present || echo absent; echo k=v >> \"$TASKDECK_OUTPUT\"; test -f \"$TASKDECK_OUTPUT\" && echo made'",
+        ))
+        .await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert_eq!(rig.lines(LogStream::Stdout), ["absent", "made"]);
+    assert_eq!(Value::Object(r.outputs), json!({"k": "v"}));
+    assert_eq!(
+        rig.scratch_files(),
+        Vec::<String>::new(),
+        "files left behind"
+    );
+}
+
+#[tokio::test]
 async fn stale_scratch_files_are_replaced_and_failed_starts_clean_up() {
     let rig = Rig::new();
     // Files left under this attempt's names by a taskdeck that died mid-attempt.

@@ -1086,7 +1086,7 @@ fn taskdeck_runtime_dir_holds_the_scratch_files() {
             r#"
 name = "scratch"
 [tasks.look]
-run = 'echo "$TASKDECK_CONTEXT" > "{}"; test -f "$TASKDECK_CONTEXT" && test -f "$TASKDECK_OUTPUT"'
+run = 'echo "$TASKDECK_CONTEXT" > "{}"; test -f "$TASKDECK_CONTEXT" && test "$(dirname "$TASKDECK_OUTPUT")" = "$(dirname "$TASKDECK_CONTEXT")" && echo k=v >> "$TASKDECK_OUTPUT"'
 "#,
             seen.display()
         ),

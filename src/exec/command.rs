@@ -122,9 +122,11 @@ pub(super) async fn run(
     super::report(&reports, &req.key, ExecReport::Finished(result));
 }
 
+/// Outputs first: while the context file stands, so may an outputs file; once it is gone, no
+/// outputs file of this attempt is left (`prepare_files` counts on that).
 fn remove_scratch(req: &ExecRequest) {
-    let _ = std::fs::remove_file(req.context_path());
     let _ = std::fs::remove_file(req.output_path());
+    let _ = std::fs::remove_file(req.context_path());
 }
 
 /// Writes the scratch files and starts the process. The error is the message for people.
@@ -403,7 +405,14 @@ fn prepare_files(
         }
     }
     // Private: the context may hold secrets meant for this task only.
-    let mut file = match fresh_file(context_path) {
+    let mut file = match create_private(context_path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Left by a taskdeck that died mid-attempt, maybe with an outputs file that must
+            // not pass for this attempt's.
+            remove_leftover(output_path).map_err(|e| file_err(output_path, e))?;
+            remove_leftover(context_path).map_err(|e| file_err(context_path, e))?;
+            create_private(context_path)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // The run's first attempt: make its scratch dir.
             let dir = &req.scratch_dir;
@@ -412,40 +421,36 @@ fn prepare_files(
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| format!("cannot create scratch directory `{}`: {e}", dir.display()))?;
-            fresh_file(context_path)
+            create_private(context_path)
         }
         other => other,
     }
     .map_err(|e| file_err(context_path, e))?;
+    // The outputs file is not made here: the task creates it when it first appends (the
+    // scratch dir is ours alone), which spares two system calls per attempt.
     file.write_all(context)
-        .map_err(|e| file_err(context_path, e))?;
-    fresh_file(output_path)
-        .map(drop)
-        .map_err(|e| file_err(output_path, e))
+        .map_err(|e| file_err(context_path, e))
 }
 
 fn file_err(path: &Path, e: io::Error) -> String {
     format!("cannot write `{}`: {e}", path.display())
 }
 
-/// Creates an empty file only we can read. `create_new`, so a file planted under the name is
-/// never written through; one left by a taskdeck that died mid-attempt is replaced.
-fn fresh_file(path: &Path) -> io::Result<std::fs::File> {
-    use std::fs::OpenOptions;
+/// Creates an empty file only we can read; `create_new`, so a file planted under the name is
+/// never written through.
+fn create_private(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-    };
-    match create() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(path)?;
-            create()
-        }
-        other => other,
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn remove_leftover(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
