@@ -320,7 +320,7 @@ fn a_damaged_journal_tail_is_cut_with_a_warning() {
     // Damage the last segment of the run, as a torn write would.
     let c = rusqlite::Connection::open(env.db()).unwrap();
     c.execute(
-        "UPDATE events SET payload = x'0badbeef' WHERE pos = (SELECT max(pos) FROM events)",
+        "UPDATE segments SET payload = x'0badbeef' WHERE pos = (SELECT max(pos) FROM segments)",
         [],
     )
     .unwrap();

@@ -365,3 +365,117 @@ fn sequence_numbers_never_go_back_when_runs_are_deleted() {
         );
     }
 }
+
+/// The sequence numbers of a run's events as the store gives them back.
+fn seqs(b: &mut dyn Backend, run: &RunId) -> Vec<u64> {
+    b.run_events(run)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.unwrap().seq)
+        .collect()
+}
+
+/// One more event of `run`, in a commit of its own.
+fn skipped(b: &mut dyn Backend, run: &RunId, seq: u64) {
+    let kind = EventKind::TaskSkipped {
+        task: 1,
+        reason: "test".into(),
+    };
+    b.append(&Batch {
+        events: vec![ev(seq, run, kind)],
+        ..Batch::default()
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_store_of_the_first_layout_is_upgraded_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = StoreUrl::Sqlite(path.clone());
+    let (r1, r2) = {
+        let mut b = store::open(&url).unwrap();
+        let r1 = finished_run(b.as_mut(), "r1", "flow", "h1", 1);
+        let r2 = finished_run(b.as_mut(), "r2", "flow", "h2", 10);
+        // r1 again after r2: its segments are not next to each other in commit order.
+        skipped(b.as_mut(), &r1, 20);
+        (r1, r2)
+    };
+    // Rewrite the file the way the first layout kept it: rows in commit order (which the
+    // global sequence numbers give), an index by run, no slots.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE old (pos INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
+             first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, count INTEGER NOT NULL,
+             payload BLOB NOT NULL);
+         INSERT INTO old (run_id, first_seq, last_seq, count, payload)
+             SELECT run_id, first_seq, last_seq, count, payload FROM segments ORDER BY first_seq;
+         DROP TABLE segments;
+         ALTER TABLE old RENAME TO events;
+         CREATE INDEX events_by_run ON events (run_id, pos);
+         DROP TABLE run_slots;
+         UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let old_backup = dir.path().join("old.backup");
+    std::fs::copy(&path, &old_backup).unwrap();
+
+    let mut b = store::open(&url).unwrap();
+    assert_eq!(seqs(b.as_mut(), &r1), [1, 2, 3, 20]);
+    assert_eq!(seqs(b.as_mut(), &r2), [10, 11, 12]);
+    assert_eq!(b.max_seq().unwrap(), 20);
+    assert!(b.submission(&r2).unwrap().is_some());
+    skipped(b.as_mut(), &r2, 21);
+    assert_eq!(seqs(b.as_mut(), &r2), [10, 11, 12, 21]);
+    drop(b);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let (version, index): (String, i64) = c
+        .query_row(
+            "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),
+                    (SELECT count(*) FROM sqlite_master WHERE name IN ('events', 'events_by_run'))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((version.as_str(), index), ("2", 0));
+    drop(c);
+    // Opening an upgraded file again changes nothing.
+    let mut b = store::open(&url).unwrap();
+    assert_eq!(seqs(b.as_mut(), &r1), [1, 2, 3, 20]);
+    assert_eq!(b.max_seq().unwrap(), 21);
+    // A backup taken before the upgrade restores into the new layout.
+    let mut fresh = store::open(&StoreUrl::Sqlite(dir.path().join("fresh.db"))).unwrap();
+    fresh.restore_from(&old_backup).unwrap();
+    assert_eq!(seqs(fresh.as_mut(), &r1), [1, 2, 3, 20]);
+    assert_eq!(seqs(fresh.as_mut(), &r2), [10, 11, 12]);
+    assert_eq!(fresh.max_seq().unwrap(), 20);
+}
+
+#[test]
+fn a_writer_survives_another_process_deleting_or_restoring_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::Sqlite(dir.path().join("shared.db"));
+    let mut a = store::open(&url).unwrap();
+    let mut b = store::open(&url).unwrap();
+    let r1 = finished_run(a.as_mut(), "r1", "flow", "h1", 1);
+    let backup = dir.path().join("early.backup");
+    b.backup_to(&backup).unwrap();
+    let r2 = finished_run(a.as_mut(), "r2", "flow", "h2", 10);
+    // Another process prunes r1 while `a` still knows its slot: `a`'s next segment of r1 is
+    // not lost in a slot nobody owns.
+    b.delete_runs(std::slice::from_ref(&r1)).unwrap();
+    skipped(a.as_mut(), &r1, 20);
+    assert_eq!(seqs(b.as_mut(), &r1), [20]);
+    assert_eq!(seqs(b.as_mut(), &r2), [10, 11, 12]);
+    // A restore of an older backup hands slots out again from where the backup was: `a`'s
+    // next segment of r2 lands in r2's new slot, not in whichever run got r2's old one.
+    b.restore_from(&backup).unwrap();
+    let r3 = RunId::from("r3");
+    skipped(b.as_mut(), &r3, 30);
+    skipped(a.as_mut(), &r2, 31);
+    assert_eq!(seqs(b.as_mut(), &r3), [30]);
+    assert_eq!(seqs(b.as_mut(), &r2), [31]);
+    assert_eq!(seqs(b.as_mut(), &r1), [1, 2, 3]);
+    assert_eq!(a.max_seq().unwrap(), 31);
+}

@@ -24,7 +24,8 @@ use crate::model::{Event, Millis, RunId};
 pub use journal::Journal;
 pub use segment::{Segment, decode_segment, first_event, segment_prefix, segments};
 
-/// The schema this build writes. A store with a higher number was written by a newer taskdeck.
+/// The PostgreSQL schema this build writes. A store with a higher number was written by a newer
+/// taskdeck. (SQLite files have a layout number of their own: `sqlite::SCHEMA_VERSION`.)
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// A store that has not written for this long is presumed dead and its unfinished runs may be

@@ -1,6 +1,13 @@
 //! The embedded journal: one SQLite file in WAL mode. `synchronous = NORMAL` makes every commit
 //! survive the death of the process (the case `kill -9` tests); a power cut may lose the last
 //! commits but never leaves the file inconsistent.
+//!
+//! Each run's segments sit together in `segments`: a run gets a slot (`run_slots`) when its first
+//! segment is written, and its segments take the row ids `slot << 32` + 1, 2, 3... So reading a
+//! run is a range of the table itself, and a commit writes one table page, not that page and an
+//! index's. (Layout 1 kept them in commit order in `events`, indexed by run; `upgrade` moves
+//! them. The new name makes a taskdeck of layout 1 still writing to an upgraded file fail
+//! loudly rather than put its rows into some run's slot.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,14 +16,21 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::{
-    Backend, Batch, LogRecord, Result, RunRecord, RunRow, SCHEMA_VERSION, Segment, StoreError,
-    StoredEvent, WorkflowRecord, decode_segment, first_event, segment_prefix, segments,
+    Backend, Batch, LogRecord, Result, RunRecord, RunRow, Segment, StoreError, StoredEvent,
+    WorkflowRecord, decode_segment, first_event, segment_prefix, segments,
 };
 use crate::model::{Millis, RunId};
 
+/// The layout of the file. 1: events in commit order with an index by run (before 2026-12);
+/// 2: events grouped by run slot. A file of version 1 is rewritten when opened.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Rows a run's slot spans: `slot << 32` is below its first row, this much above it its last.
+const SLOT_SPAN: i64 = 0xFFFF_FFFF;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS segments (
     pos INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -24,7 +38,10 @@ CREATE TABLE IF NOT EXISTS events (
     count INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, pos);
+CREATE TABLE IF NOT EXISTS run_slots (
+    slot INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
@@ -56,7 +73,11 @@ CREATE TABLE IF NOT EXISTS logs (
 pub struct Sqlite {
     conn: Connection,
     path: PathBuf,
+    /// Slots of the runs this connection wrote (a slot never changes nor is reused).
+    slots: Slots,
 }
+
+type Slots = HashMap<RunId, i64>;
 
 impl Sqlite {
     pub fn open(path: &Path) -> Result<Sqlite> {
@@ -78,6 +99,7 @@ impl Sqlite {
         let mut db = Sqlite {
             conn,
             path: path.to_path_buf(),
+            slots: Slots::new(),
         };
         // Two processes opening a new store at once (an engine starting, `taskdeck runs`) can
         // get SQLITE_BUSY at once, without SQLite's busy wait: while the other one switches the
@@ -123,6 +145,10 @@ impl Sqlite {
                 [SCHEMA_VERSION.to_string()],
             )
             .map_err(|e| db_error(&loc, e))?;
+        // Read again now that it is set: an older taskdeck may have made the file meanwhile.
+        if check_version(&self.conn, &loc)? == Some(1) {
+            upgrade(&mut self.conn).map_err(|e| db_error(&loc, e))?;
+        }
         Ok(())
     }
 
@@ -150,8 +176,50 @@ impl Sqlite {
     }
 }
 
-/// Refuses a file written by a newer taskdeck before touching it.
-fn check_version(conn: &Connection, loc: &str) -> Result<()> {
+/// Moves a layout 1 file's events (in commit order, indexed by run) into slots, in one
+/// transaction: a crash leaves the file as it was, and a second process opening it meanwhile
+/// waits, then finds it done. It needs free space for a copy of the events while it runs.
+fn upgrade(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if version.and_then(|v| v.parse::<i64>().ok()) != Some(1) {
+        return Ok(());
+    }
+    tracing::info!("upgrading the store to layout {SCHEMA_VERSION} (events grouped by run)");
+    // Kept so sequence numbers never repeat (`high_water` then reads it with the new rows).
+    let high: i64 = tx.query_row(
+        "SELECT max(
+             COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_seq'), 0),
+             COALESCE((SELECT max(last_seq) FROM events), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('max_seq', ?1)",
+        [high.to_string()],
+    )?;
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO run_slots (run_id)
+             SELECT run_id FROM events GROUP BY run_id ORDER BY min(pos);
+         INSERT INTO segments (pos, run_id, first_seq, last_seq, count, payload)
+             SELECT (s.slot << 32) + row_number() OVER (PARTITION BY e.run_id ORDER BY e.pos),
+                    e.run_id, e.first_seq, e.last_seq, e.count, e.payload
+             FROM events e JOIN run_slots s ON s.run_id = e.run_id;
+         DROP TABLE events;
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )?;
+    tx.commit()
+}
+
+/// Refuses a file written by a newer taskdeck before touching it; says which layout it has
+/// (`None`: a new file).
+fn check_version(conn: &Connection, loc: &str) -> Result<Option<i64>> {
     let has_meta: bool = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
@@ -161,7 +229,7 @@ fn check_version(conn: &Connection, loc: &str) -> Result<()> {
         .map_err(|e| db_error(loc, e))?
         > 0;
     if !has_meta {
-        return Ok(());
+        return Ok(None);
     }
     let found: Option<String> = conn
         .query_row(
@@ -179,7 +247,7 @@ fn check_version(conn: &Connection, loc: &str) -> Result<()> {
             known: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(Some(found))
 }
 
 fn open_error(loc: &str, e: rusqlite::Error) -> StoreError {
@@ -226,14 +294,18 @@ fn db_error(loc: &str, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// The highest sequence number the store has seen: the newest segment's, or the one kept in
-/// `meta` when segments were deleted (`remember_high_water`), whichever is higher.
+/// The highest sequence number the store has seen: the newest segment's of any run, or the
+/// one kept in `meta` when segments were deleted (`remember_high_water`), whichever is higher.
+/// One lookup per run: a run's newest segment is the last row of its slot.
 fn high_water(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT max(
              COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_seq'), 0),
-             COALESCE((SELECT last_seq FROM events ORDER BY pos DESC LIMIT 1), 0))",
-        [],
+             COALESCE((SELECT max((SELECT last_seq FROM segments
+                                   WHERE pos > s.slot << 32 AND pos <= (s.slot << 32) + ?1
+                                   ORDER BY pos DESC LIMIT 1))
+                       FROM run_slots s), 0))",
+        [SLOT_SPAN],
         |r| r.get(0),
     )
 }
@@ -248,25 +320,55 @@ fn remember_high_water(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn insert_segment(conn: &Connection, seg: &Segment) -> rusqlite::Result<()> {
+/// The run's slot, given one if it has none yet (inside the caller's transaction: if that
+/// rolls back, the caller forgets its `slots`).
+fn slot_of(conn: &Connection, slots: &mut Slots, run: &RunId) -> rusqlite::Result<i64> {
+    if let Some(slot) = slots.get(run) {
+        return Ok(*slot);
+    }
+    conn.prepare_cached("INSERT OR IGNORE INTO run_slots (run_id) VALUES (?1)")?
+        .execute([run.as_str()])?;
+    let slot: i64 = conn
+        .prepare_cached("SELECT slot FROM run_slots WHERE run_id = ?1")?
+        .query_row([run.as_str()], |r| r.get(0))?;
+    slots.insert(run.clone(), slot);
+    Ok(slot)
+}
+
+/// Appends a segment after the last one of its run's slot. The slot is checked in the same
+/// statement: another process may have deleted the run (a prune) or replaced the whole store
+/// (a restore) since this connection cached it; then the run gets its slot anew.
+fn insert_segment(conn: &Connection, slots: &mut Slots, seg: &Segment) -> rusqlite::Result<()> {
     let mut ins = conn.prepare_cached(
-        "INSERT INTO events (run_id, first_seq, last_seq, count, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO segments (pos, run_id, first_seq, last_seq, count, payload)
+         SELECT COALESCE((SELECT pos FROM segments WHERE pos > ?1 << 32 AND pos <= (?1 << 32) + ?2
+                          ORDER BY pos DESC LIMIT 1), ?1 << 32) + 1, ?3, ?4, ?5, ?6, ?7
+         FROM run_slots WHERE slot = ?1 AND run_id = ?3",
     )?;
-    ins.execute(params![
-        seg.run.as_str(),
-        seg.first_seq as i64,
-        seg.last_seq as i64,
-        seg.count as i64,
-        seg.payload
-    ])?;
-    Ok(())
+    for _ in 0..2 {
+        let slot = slot_of(conn, slots, &seg.run)?;
+        let added = ins.execute(params![
+            slot,
+            SLOT_SPAN,
+            seg.run.as_str(),
+            seg.first_seq as i64,
+            seg.last_seq as i64,
+            seg.count as i64,
+            seg.payload
+        ])?;
+        if added == 1 {
+            return Ok(());
+        }
+        slots.remove(&seg.run);
+    }
+    Err(rusqlite::Error::QueryReturnedNoRows)
 }
 
 /// The statements of one `append`, inside its transaction.
-fn write_batch(conn: &Connection, batch: &Batch) -> rusqlite::Result<()> {
+fn write_batch(conn: &Connection, slots: &mut Slots, batch: &Batch) -> rusqlite::Result<()> {
     // No `max_seq` row is written here: the newest segment says it (see `high_water`).
     for seg in segments(&batch.events) {
-        insert_segment(conn, &seg)?;
+        insert_segment(conn, slots, &seg)?;
     }
     if !batch.workflows.is_empty() {
         let mut wf = conn.prepare_cached(
@@ -353,10 +455,11 @@ impl Backend for Sqlite {
     /// for are not touched.
     fn append(&mut self, batch: &Batch) -> Result<()> {
         let conn = &self.conn;
+        let slots = &mut self.slots;
         let written = conn
             .prepare_cached("BEGIN")
             .and_then(|mut begin| begin.execute([]))
-            .and_then(|_| write_batch(conn, batch))
+            .and_then(|_| write_batch(conn, slots, batch))
             .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
         match written {
             Ok(_) => Ok(()),
@@ -364,6 +467,8 @@ impl Backend for Sqlite {
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
+                // A slot given in the rolled-back transaction is not in the file.
+                self.slots.clear();
                 Err(db_error(&self.location(), e))
             }
         }
@@ -380,8 +485,12 @@ impl Backend for Sqlite {
         let row: Option<Vec<u8>> = self
             .conn
             .query_row(
-                "SELECT payload FROM events WHERE run_id = ?1 ORDER BY pos LIMIT 1",
-                [run.as_str()],
+                "SELECT payload FROM segments
+                 WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
+                   AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
+                   AND run_id = ?1
+                 ORDER BY pos LIMIT 1",
+                params![run.as_str(), SLOT_SPAN],
                 |r| r.get(0),
             )
             .optional()
@@ -395,9 +504,15 @@ impl Backend for Sqlite {
         let err = |e| db_error(&loc, e);
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT pos, payload FROM events WHERE run_id = ?1 ORDER BY pos")
+            .prepare_cached(
+                "SELECT pos, payload FROM segments
+                 WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
+                   AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
+                   AND run_id = ?1
+                 ORDER BY pos",
+            )
             .map_err(err)?;
-        let mut rows = stmt.query([run.as_str()]).map_err(err)?;
+        let mut rows = stmt.query(params![run.as_str(), SLOT_SPAN]).map_err(err)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(err)? {
             let pos: i64 = r.get(0).map_err(err)?;
@@ -419,28 +534,31 @@ impl Backend for Sqlite {
         let err = |e| db_error(&loc, e);
         let tx = self.conn.transaction().map_err(err)?;
         remember_high_water(&tx).map_err(err)?;
+        // `pos` is in the run's slot: the rows after it up to the slot's end are the run's.
         tx.execute(
-            "DELETE FROM events WHERE run_id = ?1 AND pos > ?2",
-            params![run.as_str(), pos],
+            "DELETE FROM segments WHERE pos > ?1 AND pos <= (?1 & ~?2) + ?2 AND run_id = ?3",
+            params![pos, SLOT_SPAN, run.as_str()],
         )
         .map_err(err)?;
         let payload: Option<Vec<u8>> = tx
-            .query_row("SELECT payload FROM events WHERE pos = ?1", [pos], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT payload FROM segments WHERE pos = ?1 AND run_id = ?2",
+                params![pos, run.as_str()],
+                |r| r.get(0),
+            )
             .optional()
             .unwrap_or(None);
         match payload.filter(|_| line > 0) {
             Some(p) => {
                 let kept = segment_prefix(&p, line);
                 tx.execute(
-                    "UPDATE events SET payload = ?1, count = ?2 WHERE pos = ?3",
+                    "UPDATE segments SET payload = ?1, count = ?2 WHERE pos = ?3",
                     params![kept, line as i64, pos],
                 )
                 .map_err(err)?;
             }
             None => {
-                tx.execute("DELETE FROM events WHERE pos = ?1", [pos])
+                tx.execute("DELETE FROM segments WHERE pos = ?1", [pos])
                     .map_err(err)?;
             }
         }
@@ -555,8 +673,16 @@ impl Backend for Sqlite {
         let tx = self.conn.transaction().map_err(err)?;
         remember_high_water(&tx).map_err(err)?;
         for id in ids {
+            tx.execute(
+                "DELETE FROM segments
+                 WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
+                   AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
+                   AND run_id = ?1",
+                params![id.as_str(), SLOT_SPAN],
+            )
+            .map_err(err)?;
             for table in [
-                "DELETE FROM events WHERE run_id = ?1",
+                "DELETE FROM run_slots WHERE run_id = ?1",
                 "DELETE FROM logs WHERE run_id = ?1",
                 "DELETE FROM runs WHERE id = ?1",
             ] {
@@ -569,7 +695,11 @@ impl Backend for Sqlite {
             [],
         )
         .map_err(err)?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        for id in ids {
+            self.slots.remove(id);
+        }
+        Ok(())
     }
 
     fn backup_to(&mut self, dest: &Path) -> Result<()> {
@@ -589,7 +719,10 @@ impl Backend for Sqlite {
         backup
             .run_to_completion(256, Duration::from_millis(5), None)
             .map_err(|e| db_error(&loc, e))?;
-        Ok(())
+        drop(backup);
+        // A backup of an older layout is upgraded like any file opened.
+        self.slots.clear();
+        self.prepare()
     }
 }
 
@@ -606,9 +739,10 @@ impl Sqlite {
         let conn = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| open_error(&loc, e))?;
         check_version(&conn, &loc)?;
+        // The events are in `segments`, or in `events` in a backup of layout 1.
         let tables: i64 = conn
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'runs', 'workflows', 'logs', 'meta')",
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('segments', 'events', 'runs', 'workflows', 'logs', 'meta')",
                 [],
                 |r| r.get(0),
             )
@@ -628,9 +762,10 @@ impl Sqlite {
             runs: Self::runs_table(conn)?,
             ..Dump::default()
         };
-        let mut stmt = conn.prepare(
-            "SELECT run_id, first_seq, last_seq, count, payload FROM events ORDER BY pos",
-        )?;
+        let table = events_table(conn)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT run_id, first_seq, last_seq, count, payload FROM {table} ORDER BY pos"
+        ))?;
         d.events = stmt
             .query_map([], |r| {
                 Ok(Segment {
@@ -666,7 +801,16 @@ impl Sqlite {
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        d.max_seq = high_water(conn)?;
+        // Either layout: a backup may be older than this taskdeck.
+        d.max_seq = conn.query_row(
+            &format!(
+                "SELECT max(
+                     COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_seq'), 0),
+                     COALESCE((SELECT max(last_seq) FROM {table}), 0))"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
         Ok(d)
     }
 
@@ -675,10 +819,11 @@ impl Sqlite {
         let mut db = Sqlite::open(dest)?;
         let loc = db.location();
         let err = |e| db_error(&loc, e);
+        let mut slots = Slots::new();
         let tx = db.conn.transaction().map_err(err)?;
         {
             for seg in &d.events {
-                insert_segment(&tx, seg).map_err(err)?;
+                insert_segment(&tx, &mut slots, seg).map_err(err)?;
             }
             for w in &d.workflows {
                 tx.execute(
@@ -719,6 +864,16 @@ impl Sqlite {
         }
         tx.commit().map_err(err)
     }
+}
+
+/// Where a file keeps its events: `segments`, or `events` in a file of layout 1.
+fn events_table(conn: &Connection) -> rusqlite::Result<&'static str> {
+    let new: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'segments'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(if new > 0 { "segments" } else { "events" })
 }
 
 /// The whole content of a store, database-neutral.
