@@ -23,6 +23,31 @@ fn main() -> ExitCode {
     if !console {
         init_tracing();
     }
+    if matches!(
+        cli.command,
+        Commands::Runs(_)
+            | Commands::Report(_)
+            | Commands::Diff(_)
+            | Commands::Validate(_)
+            | Commands::Graph(_)
+            | Commands::Backup(_)
+            | Commands::Restore(_)
+            | Commands::Submit(_)
+            | Commands::Status(_)
+            | Commands::Retry(_)
+            | Commands::Approve(_)
+            | Commands::Cancel(_)
+            | Commands::Pause(_)
+    ) {
+        // These print and exit: like any Unix tool, `taskdeck runs | head` ends quietly when
+        // the reader goes away (Rust ignores SIGPIPE, so a write would fail and panic instead).
+        // The engine's commands keep ignoring it and carry on without their reader.
+        #[cfg(unix)]
+        // SAFETY: restoring a signal's default disposition, before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

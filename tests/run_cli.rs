@@ -1380,3 +1380,48 @@ on_fail = "pause"
         .has("run cancelled")
         .has("  gate g: failed (0/2 checks passed)");
 }
+
+/// `taskdeck ... | head`: the reader goes away early.
+fn with_stdout_closed(mut c: Command) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (child.wait().unwrap(), stderr)
+}
+
+#[test]
+fn a_reader_that_goes_away_neither_crashes_nor_stops_a_run() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let flow = env.write(
+        "pipe.toml",
+        "name = \"pipe\"\n[tasks.a]\nrun = \"true\"\n[tasks.b]\nrun = \"true\"\nneeds = [\"a\"]\n",
+    );
+    // The run goes on to its end, journaled, with nobody reading its progress.
+    let mut c = env.cmd();
+    c.args(["run", "--headless"]).arg(&flow);
+    let (status, stderr) = with_stdout_closed(c);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    env.run(&[&"runs"]).expect_code(0).has("2: 2 succeeded");
+    // A command that only prints ends quietly, as `cat` would.
+    let mut c = env.cmd();
+    c.args(["runs"]);
+    let (status, stderr) = with_stdout_closed(c);
+    assert!(
+        status.code() == Some(0) || status.signal() == Some(libc::SIGPIPE),
+        "{status:?} {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

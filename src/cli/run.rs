@@ -301,7 +301,7 @@ async fn headless(
                 let n = workflow.tasks.len();
                 let id = engine.submit(*workflow, source).await?;
                 if args.quiet {
-                    println!("run {id} of `{name}`: {n} tasks");
+                    say(format_args!("run {id} of `{name}`: {n} tasks\n"));
                 }
                 runs.push(id);
             }
@@ -310,8 +310,8 @@ async fn headless(
                     for w in warnings {
                         eprintln!("taskdeck: warning: {w}");
                     }
-                    println!(
-                        "resumed run {} of `{}`: {} of {} tasks had finished{}",
+                    say(format_args!(
+                        "resumed run {} of `{}`: {} of {} tasks had finished{}\n",
                         r.run,
                         r.state.workflow.name,
                         r.finished,
@@ -321,7 +321,7 @@ async fn headless(
                         } else {
                             format!("; interrupted, running again: {}", r.interrupted.join(", "))
                         }
-                    );
+                    ));
                     runs.push(r.run.clone());
                     printer.adopt(r);
                 }
@@ -404,11 +404,11 @@ async fn headless(
             (summaries, reports, failed)
         })
         .await?;
-    print!("{summaries}");
+    say(format_args!("{summaries}"));
     let mut code = u8::from(failed);
     if let Some(path) = &args.report {
         match write_report(path, &reports) {
-            Ok(()) => println!("report written to {}", path.display()),
+            Ok(()) => say(format_args!("report written to {}\n", path.display())),
             Err(e) => {
                 eprintln!("taskdeck: {e}");
                 code = 2;
@@ -802,4 +802,11 @@ fn describe(run: &Run, kind: &EventKind) -> Option<String> {
         | EventKind::GateStarted { .. }
         | EventKind::GateCheck { .. } => return None,
     })
+}
+
+/// Prints to stdout, where a reader that went away (`taskdeck run ... | head`) is no error: the
+/// run goes on, journaled as ever, with nobody reading its progress.
+fn say(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(text);
 }
