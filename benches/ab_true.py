@@ -6,7 +6,8 @@ usage: benches/ab_true.py ROUNDS LABEL=BIN[:VAR=VALUE,...][:mem] ...
 
 Each round runs make, then every build once (a fresh TASKDECK_HOME each time, scratch files
 on /dev/shm), so a change in the machine's load hits every case alike. Prints the median and
-minimum wall time, the ratio to make and the median CPU (user+sys of the whole process tree).
+minimum wall time, the ratio to make (of the medians, and the median of each round's own
+ratio) and the median CPU (user+sys of the whole process tree).
 """
 import os
 import shutil
@@ -62,12 +63,17 @@ def main():
             results[label].append(timed(cmd, env=env))
             shutil.rmtree(home)
     print("load: " + os.popen("uptime").read().strip())
-    make = statistics.median(w for w, _ in results["make -j2"])
+    make_walls = [w for w, _ in results["make -j2"]]
+    make = statistics.median(make_walls)
     for label, runs in results.items():
         walls = [w for w, _ in runs]
         med = statistics.median(walls)
         cpu = statistics.median(c for _, c in runs)
-        print(f"{label:24s} median {med:.3f} s  min {min(walls):.3f} s  {med / make:.2f}x make  CPU {cpu:.2f} s")
+        # Paired: each round's time over that round's make, so a drift in the host's speed
+        # between rounds cancels out.
+        paired = statistics.median(w / m for w, m in zip(walls, make_walls))
+        print(f"{label:24s} median {med:.3f} s  min {min(walls):.3f} s  {med / make:.2f}x make"
+              f"  paired {paired:.2f}x  CPU {cpu:.2f} s")
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(shm, ignore_errors=True)
 
