@@ -23,25 +23,9 @@ fn main() -> ExitCode {
     if !console {
         init_tracing();
     }
-    if matches!(
-        cli.command,
-        Commands::Runs(_)
-            | Commands::Report(_)
-            | Commands::Diff(_)
-            | Commands::Validate(_)
-            | Commands::Graph(_)
-            | Commands::Backup(_)
-            | Commands::Restore(_)
-            | Commands::Submit(_)
-            | Commands::Status(_)
-            | Commands::Retry(_)
-            | Commands::Approve(_)
-            | Commands::Cancel(_)
-            | Commands::Pause(_)
-    ) {
-        // These print and exit: like any Unix tool, `taskdeck runs | head` ends quietly when
-        // the reader goes away (Rust ignores SIGPIPE, so a write would fail and panic instead).
-        // The engine's commands keep ignoring it and carry on without their reader.
+    if cli.command.prints_and_exits() {
+        // Rust ignores SIGPIPE, so a write to a reader that went away would fail and panic;
+        // with the default, the command ends quietly as `cat` would.
         #[cfg(unix)]
         // SAFETY: restoring a signal's default disposition, before any thread is started.
         unsafe {
@@ -55,16 +39,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches!(
-        cli.command,
-        Commands::Run(_)
-            | Commands::Resume(_)
-            | Commands::Rerun(_)
-            | Commands::Console(_)
-            | Commands::Plan(_)
-            | Commands::Serve(_)
-            | Commands::Mcp(cli::McpArgs { to: None, .. })
-    ) && let Err(e) = taskdeck::exec::guardian::install()
+    if cli.command.hosts_engine()
+        && let Err(e) = taskdeck::exec::guardian::install()
     {
         // Without it the executor falls back to PR_SET_PDEATHSIG: slower, still safe.
         eprintln!("taskdeck: cannot start the process guardian ({e}); continuing without it");

@@ -66,6 +66,65 @@ pub enum Commands {
     Mcp(McpArgs),
 }
 
+impl Commands {
+    /// Whether the command runs an engine here, whose task process groups the guardian must
+    /// kill if taskdeck dies.
+    pub fn hosts_engine(&self) -> bool {
+        match self {
+            Commands::Run(_)
+            | Commands::Resume(_)
+            | Commands::Rerun(_)
+            | Commands::Console(_)
+            | Commands::Plan(_)
+            | Commands::Serve(_) => true,
+            Commands::Mcp(a) => a.to.is_none(),
+            Commands::Runs(_)
+            | Commands::Report(_)
+            | Commands::Diff(_)
+            | Commands::Backup(_)
+            | Commands::Restore(_)
+            | Commands::Validate(_)
+            | Commands::Graph(_)
+            | Commands::Attach(_)
+            | Commands::Submit(_)
+            | Commands::Status(_)
+            | Commands::Retry(_)
+            | Commands::Approve(_)
+            | Commands::Cancel(_)
+            | Commands::Pause(_) => false,
+        }
+    }
+
+    /// Whether the command only prints and exits, so that, like any Unix tool, it may simply
+    /// end when its reader goes away (`taskdeck runs | head`).
+    pub fn prints_and_exits(&self) -> bool {
+        match self {
+            Commands::Runs(_)
+            | Commands::Report(_)
+            | Commands::Diff(_)
+            | Commands::Validate(_)
+            | Commands::Graph(_)
+            | Commands::Backup(_)
+            | Commands::Restore(_)
+            | Commands::Submit(_)
+            | Commands::Status(_)
+            | Commands::Retry(_)
+            | Commands::Approve(_)
+            | Commands::Cancel(_)
+            | Commands::Pause(_) => true,
+            // Engines carry on without their reader; the console and MCP own their stdout.
+            Commands::Run(_)
+            | Commands::Console(_)
+            | Commands::Resume(_)
+            | Commands::Rerun(_)
+            | Commands::Plan(_)
+            | Commands::Serve(_)
+            | Commands::Attach(_)
+            | Commands::Mcp(_) => false,
+        }
+    }
+}
+
 /// `--store`, on every subcommand that touches runs.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StoreArg {

@@ -136,7 +136,7 @@ fn start(req: &ExecRequest, line: &str) -> Result<Started, String> {
         .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
     let context_path = req.context_path();
     let output_path = req.output_path();
-    // Two small files on tmpfs: cheaper done here than a hop to the blocking pool and back,
+    // A small file on tmpfs: cheaper done here than a hop to the blocking pool and back,
     // which costs two thread wake-ups per task.
     if let Err(e) = prepare_files(req, &context_path, &output_path, &context) {
         remove_scratch(req);
@@ -427,7 +427,7 @@ fn prepare_files(
     }
     .map_err(|e| file_err(context_path, e))?;
     // The outputs file is not made here: the task creates it when it first appends (the
-    // scratch dir is ours alone), which spares two system calls per attempt.
+    // scratch dir is ours alone), which spares an open, a close and an unlink per attempt.
     file.write_all(context)
         .map_err(|e| file_err(context_path, e))
 }

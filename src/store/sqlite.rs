@@ -28,6 +28,15 @@ const SCHEMA_VERSION: i64 = 2;
 /// Rows a run's slot spans: `slot << 32` is below its first row, this much above it its last.
 const SLOT_SPAN: i64 = 0xFFFF_FFFF;
 
+/// The `segments` rows of run `?1` (with `?2` = `SLOT_SPAN`): a range of its slot's row ids.
+macro_rules! rows_of_run {
+    () => {
+        " WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
+            AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
+            AND run_id = ?1"
+    };
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (
@@ -73,7 +82,8 @@ CREATE TABLE IF NOT EXISTS logs (
 pub struct Sqlite {
     conn: Connection,
     path: PathBuf,
-    /// Slots of the runs this connection wrote (a slot never changes nor is reused).
+    /// Slots of the runs this connection wrote. Another process may prune a run or restore the
+    /// store meanwhile, so `insert_segment` checks the slot it takes from here.
     slots: Slots,
 }
 
@@ -485,11 +495,11 @@ impl Backend for Sqlite {
         let row: Option<Vec<u8>> = self
             .conn
             .query_row(
-                "SELECT payload FROM segments
-                 WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
-                   AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
-                   AND run_id = ?1
-                 ORDER BY pos LIMIT 1",
+                concat!(
+                    "SELECT payload FROM segments",
+                    rows_of_run!(),
+                    " ORDER BY pos LIMIT 1"
+                ),
                 params![run.as_str(), SLOT_SPAN],
                 |r| r.get(0),
             )
@@ -504,13 +514,11 @@ impl Backend for Sqlite {
         let err = |e| db_error(&loc, e);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT pos, payload FROM segments
-                 WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
-                   AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
-                   AND run_id = ?1
-                 ORDER BY pos",
-            )
+            .prepare_cached(concat!(
+                "SELECT pos, payload FROM segments",
+                rows_of_run!(),
+                " ORDER BY pos"
+            ))
             .map_err(err)?;
         let mut rows = stmt.query(params![run.as_str(), SLOT_SPAN]).map_err(err)?;
         let mut out = Vec::new();
@@ -674,10 +682,7 @@ impl Backend for Sqlite {
         remember_high_water(&tx).map_err(err)?;
         for id in ids {
             tx.execute(
-                "DELETE FROM segments
-                 WHERE pos > (SELECT slot FROM run_slots WHERE run_id = ?1) << 32
-                   AND pos <= ((SELECT slot FROM run_slots WHERE run_id = ?1) << 32) + ?2
-                   AND run_id = ?1",
+                concat!("DELETE FROM segments", rows_of_run!()),
                 params![id.as_str(), SLOT_SPAN],
             )
             .map_err(err)?;
