@@ -41,7 +41,7 @@ impl Rig {
             cwd: None,
             timeout: None,
             kill_grace: Duration::from_millis(200),
-            context: json!({}),
+            context: b"{}".to_vec(),
             scratch_dir: self.dir.path().join("scratch"),
             scratch_name: "task-4.2".into(),
             redactor: Arc::new(Redactor::default()),
@@ -248,7 +248,8 @@ async fn environment_and_context_file() {
          echo extra=$EXTRA; cat \"$TASKDECK_CONTEXT\"; echo; echo ctx=$TASKDECK_CONTEXT; echo out=$TASKDECK_OUTPUT; \
          stat -c mode=%a \"$TASKDECK_CONTEXT\"; stat -c dir=%a \"$(dirname \"$TASKDECK_CONTEXT\")\"'",
     );
-    req.context = json!({"tasks": {"fetch": {"outputs": {"n": 1}}}, "secret": "x"});
+    let context = json!({"tasks": {"fetch": {"outputs": {"n": 1}}}, "secret": "x"});
+    req.context = serde_json::to_vec(&context).unwrap();
     req.env = vec![
         ("EXTRA".into(), "first".into()),
         ("EXTRA".into(), "agent then task".into()),
@@ -264,7 +265,7 @@ async fn environment_and_context_file() {
             "task=build".into(),
             "attempt=2".into(),
             "extra=agent then task".into(),
-            serde_json::to_string(&req.context).unwrap(),
+            serde_json::to_string(&context).unwrap(),
             format!("ctx={}", dir.join("task-4.2.context.json").display()),
             format!("out={}", dir.join("task-4.2.outputs").display()),
             // The context file is private to us while the task runs, in a private dir...
@@ -308,7 +309,7 @@ async fn stale_scratch_files_are_replaced_and_failed_starts_clean_up() {
     std::fs::write(rig.scratch_dir().join("task-4.2.context.json"), "old").unwrap();
     let mut req =
         rig.cmd("sh -c 'cat \"$TASKDECK_CONTEXT\"; echo; echo fresh=2 >> \"$TASKDECK_OUTPUT\"'");
-    req.context = json!({"new": true});
+    req.context = br#"{"new":true}"#.to_vec();
     let r = rig.run(req).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
     assert_eq!(rig.lines(LogStream::Stdout), [r#"{"new":true}"#]);
@@ -387,6 +388,19 @@ async fn very_long_lines_are_cut() {
     assert!(out[0].starts_with("xxxx"));
     assert!(out[0].ends_with(" [line truncated at 65536 bytes]"));
     assert_eq!(out[1], "after");
+}
+
+#[tokio::test]
+async fn output_in_many_reads_keeps_every_line_whole() {
+    let rig = Rig::new();
+    // 3.5 KB: lines straddle the first small read and the buffer refills after it (900
+    // lines, within what the log keeps in memory).
+    let r = rig.run(rig.cmd("seq 1 900")).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    let want: Vec<String> = (1..=900).map(|n| n.to_string()).collect();
+    assert_eq!(rig.lines(LogStream::Stdout), want);
+    // A stream that stays silent gives no line at all.
+    assert!(rig.lines(LogStream::Stderr).is_empty());
 }
 
 #[tokio::test]

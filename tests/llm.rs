@@ -226,7 +226,7 @@ impl Rig {
             cwd: None,
             timeout: None,
             kill_grace: Duration::from_millis(200),
-            context: json!({}),
+            context: b"{}".to_vec(),
             scratch_dir: self.dir.join("scratch"),
             scratch_name: "task-1.1".into(),
             redactor: Arc::new(redactor),

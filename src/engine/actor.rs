@@ -1510,22 +1510,31 @@ impl Actor {
         let empty = Secrets::new();
         let secrets = extras.map(|e| &e.secrets).unwrap_or(&empty);
         let defaults = &self.opts.config.defaults;
-        let mut ctx = context::task_context(
-            &self.opts.config.context,
-            run,
-            t,
-            agent,
-            attempt,
-            secrets,
-            defaults.max_context_bytes,
-        )
-        .map_err(|e| e.to_string())?;
+        let doc = context::task_context(&self.opts.config.context, run, t, agent, attempt, secrets)
+            .map_err(|e| e.to_string())?;
+        let mut json = doc
+            .to_json(defaults.max_context_bytes)
+            .map_err(|e| e.to_string())?;
         let agent_spec = self
             .state
             .agents
             .get(agent)
-            .map(|a| a.spec.clone())
+            .map(|a| &a.spec)
             .ok_or_else(|| format!("agent `{agent}` is gone"))?;
+        // A command with no template anywhere (the common case) needs no JSON tree of the
+        // context: only its text, for the file.
+        let plain = matches!(&spec.action, Action::Run(cmd) if !crate::template::is_template(cmd))
+            && agent_spec.kind != AgentKind::Http
+            && !agent_spec
+                .env
+                .values()
+                .chain(spec.env.values())
+                .any(|v| crate::template::is_template(v))
+            && !spec
+                .cwd
+                .as_deref()
+                .is_some_and(crate::template::is_template);
+        let mut ctx = if plain { Value::Null } else { doc.to_value() };
         let render = |what: &str, src: &str, ctx: &Value| {
             crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
         };
@@ -1538,7 +1547,7 @@ impl Actor {
                 work,
                 context: ctx,
             };
-            http_agent::call(a, &agent_spec, secrets, &self.opts.callbacks)
+            http_agent::call(a, agent_spec, secrets, &self.opts.callbacks)
                 .map(|c| Work::Http(Box::new(c)))
         };
         let work = match &spec.action {
@@ -1555,6 +1564,7 @@ impl Actor {
                 if let Some(task) = ctx.get_mut("task").and_then(Value::as_object_mut) {
                     task.insert("prompt".into(), Value::String(prompt.clone()));
                 }
+                json = serde_json::to_vec(&ctx).map_err(|e| e.to_string())?;
                 match agent_spec.kind {
                     AgentKind::Command => {
                         let template = agent_spec
@@ -1568,12 +1578,7 @@ impl Actor {
                         )?)
                     }
                     AgentKind::Llm => Work::Llm(Box::new(llm::call(
-                        agent,
-                        &agent_spec,
-                        spec,
-                        prompt,
-                        secrets,
-                        &ctx,
+                        agent, agent_spec, spec, prompt, secrets, &ctx,
                     )?)),
                     AgentKind::Http => http_work(Assigned::Prompt(prompt), &ctx)?,
                     AgentKind::Local => {
@@ -1584,11 +1589,13 @@ impl Actor {
                 }
             }
         };
-        self.exec_request(run_id, t, attempt, &agent_spec, work, ctx)
+        self.exec_request(run_id, t, attempt, agent_spec, work, &ctx, json)
     }
 
     /// The request for one attempt once its work is known: the agent's and task's environment
-    /// and `cwd` rendered with the attempt's context, limits from the defaults.
+    /// and `cwd` rendered with the attempt's context (`ctx`; `context` is its text for the
+    /// file), limits from the defaults.
+    #[allow(clippy::too_many_arguments)]
     fn exec_request(
         &self,
         run_id: &RunId,
@@ -1596,12 +1603,13 @@ impl Actor {
         attempt: u32,
         agent_spec: &crate::spec::AgentSpec,
         work: Work,
-        ctx: Value,
+        ctx: &Value,
+        context: Vec<u8>,
     ) -> Result<ExecRequest, String> {
         let spec = &self.state.runs[run_id].workflow.tasks[t as usize];
         let defaults = &self.opts.config.defaults;
         let render = |what: &str, src: &str| {
-            crate::template::render(src, &ctx).map_err(|e| format!("cannot render {what}: {e}"))
+            crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
         };
         let mut env = Vec::new();
         for (k, v) in agent_spec.env.iter().chain(spec.env.iter()) {
@@ -1627,7 +1635,7 @@ impl Actor {
             cwd,
             timeout: spec.timeout,
             kill_grace: defaults.kill_grace,
-            context: ctx,
+            context,
             redactor: self
                 .extras
                 .get(run_id)
@@ -1967,7 +1975,7 @@ impl Actor {
             cwd: None,
             timeout: None,
             kill_grace: defaults.kill_grace,
-            context,
+            context: serde_json::to_vec(&context).unwrap_or_default(),
             max_output_bytes: defaults.max_output_bytes,
         }
     }

@@ -132,13 +132,11 @@ fn remove_scratch(req: &ExecRequest) {
 /// Writes the scratch files and starts the process. The error is the message for people.
 fn start(req: &ExecRequest, line: &str) -> Result<Started, String> {
     let invocation = cmdline::plan(line).map_err(|e| e.to_string())?;
-    let context = serde_json::to_vec(&req.context)
-        .map_err(|e| format!("cannot serialize the task's context: {e}"))?;
     let context_path = req.context_path();
     let output_path = req.output_path();
     // A small file on tmpfs: cheaper done here than a hop to the blocking pool and back,
     // which costs two thread wake-ups per task.
-    if let Err(e) = prepare_files(req, &context_path, &output_path, &context) {
+    if let Err(e) = prepare_files(req, &context_path, &output_path, &req.context) {
         remove_scratch(req);
         return Err(e);
     }

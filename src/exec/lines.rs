@@ -1,7 +1,7 @@
 //! Turns a task's stdout or stderr into log lines: split on `\n`, lossy UTF-8, one line capped in
 //! size so a task printing without newlines cannot eat memory, secrets masked.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 use super::{AttemptKey, Redactor};
 use crate::logs::LogStore;
@@ -56,13 +56,26 @@ pub fn to_text(buf: &[u8], truncated: bool) -> String {
 /// Copies one output stream into the log store until it closes. For stderr, returns the last
 /// non-empty line (redacted), which failure messages quote.
 pub async fn pump<R: AsyncRead + Unpin>(
-    reader: R,
+    mut reader: R,
     stream: LogStream,
     key: &AttemptKey,
     logs: &LogStore,
     redactor: &Redactor,
 ) -> Option<String> {
-    let mut reader = BufReader::new(reader);
+    // Many tasks print nothing on a stream: look with a small buffer first, and make the
+    // reader's 8 KiB one (zeroed when made) only when there is output.
+    let mut first = [0u8; 512];
+    let n = match reader.read(&mut first).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(error = %e, ?stream, "task output stream failed");
+            return None;
+        }
+    };
+    if n == 0 {
+        return None;
+    }
+    let mut reader = BufReader::new((&first[..n]).chain(reader));
     let mut buf = Vec::new();
     let mut last = None;
     loop {

@@ -82,8 +82,9 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Time between TERM and KILL.
     pub kill_grace: Duration,
-    /// Exactly what the task may read; written to the file named by `TASKDECK_CONTEXT`.
-    pub context: Value,
+    /// Exactly what the task may read, as the JSON text written to the file named by
+    /// `TASKDECK_CONTEXT`.
+    pub context: Vec<u8>,
     /// A private directory (mode 0700, created when first needed) shared by the run's
     /// attempts; this attempt's context and outputs files are named by `scratch_name` in it, so
     /// an attempt costs no directory of its own.

@@ -134,6 +134,10 @@ impl Sqlite {
         self.conn
             .busy_timeout(Duration::from_secs(10))
             .map_err(|e| db_error(&loc, e))?;
+        // Set first: the switch to WAL of a new file is itself a commit, synced as this says.
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(|e| db_error(&loc, e))?;
         // WAL lets readers (`taskdeck runs`, a second engine) work while an engine writes.
         let mode: String = self
             .conn
@@ -142,19 +146,21 @@ impl Sqlite {
         if mode != "wal" {
             tracing::warn!(store = %loc, mode, "SQLite would not switch to WAL mode");
         }
-        self.conn
-            .execute_batch("PRAGMA synchronous = NORMAL;")
-            .map_err(|e| db_error(&loc, e))?;
         check_version(&self.conn, &loc)?;
-        self.conn
-            .execute_batch(SCHEMA)
-            .map_err(|e| db_error(&loc, e))?;
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
-                [SCHEMA_VERSION.to_string()],
-            )
-            .map_err(|e| db_error(&loc, e))?;
+        // The tables in one commit rather than one each. It is a write even when they exist,
+        // so a store that cannot be written (a read-only file system) is refused here, not
+        // mid-run.
+        let schema = format!(
+            "BEGIN IMMEDIATE; {SCHEMA}
+             INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
+             COMMIT;"
+        );
+        if let Err(e) = self.conn.execute_batch(&schema) {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(db_error(&loc, e));
+        }
         // Read again now that it is set: an older taskdeck may have made the file meanwhile.
         if check_version(&self.conn, &loc)? == Some(1) {
             upgrade(&mut self.conn).map_err(|e| db_error(&loc, e))?;

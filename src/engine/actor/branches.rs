@@ -320,16 +320,11 @@ impl Actor {
         let empty = Secrets::new();
         let secrets = extras.map(|e| &e.secrets).unwrap_or(&empty);
         let defaults = &self.opts.config.defaults;
-        let mut ctx = context::task_context(
-            &self.opts.config.context,
-            run,
-            t,
-            agent,
-            attempt,
-            secrets,
-            defaults.max_context_bytes,
-        )
-        .map_err(|e| e.to_string())?;
+        let doc = context::task_context(&self.opts.config.context, run, t, agent, attempt, secrets)
+            .map_err(|e| e.to_string())?;
+        doc.to_json(defaults.max_context_bytes)
+            .map_err(|e| e.to_string())?;
+        let mut ctx = doc.to_value();
         let render = |what: &str, src: &str, ctx: &Value| {
             crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
         };
@@ -385,7 +380,8 @@ impl Actor {
                 ));
             }
         };
-        self.exec_request(run_id, t, attempt, &agent_spec, work, ctx)
+        let json = serde_json::to_vec(&ctx).map_err(|e| e.to_string())?;
+        self.exec_request(run_id, t, attempt, &agent_spec, work, &ctx, json)
     }
 
     /// Handles of the open attempt of `t`: its process, or its branches' processes.
