@@ -404,6 +404,27 @@ async fn output_in_many_reads_keeps_every_line_whole() {
 }
 
 #[tokio::test]
+async fn a_quick_leader_with_a_writer_left_behind_neither_hangs_nor_loses_its_lines() {
+    let rig = Rig::new();
+    // The leader is gone at once; `yes` in its group keeps filling the pipe until taskdeck
+    // kills the group. Lines before that are kept, whole, and the attempt ends.
+    let t = Instant::now();
+    let r = rig.run(rig.cmd("sh -c 'yes & echo first; exit 0'")).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{}", r.error);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let out = rig.lines(LogStream::Stdout);
+    assert!(
+        out.contains(&"first".to_string()),
+        "{:?}",
+        &out[..out.len().min(5)]
+    );
+    assert!(
+        out.iter().all(|l| l == "y" || l == "first"),
+        "a line was cut"
+    );
+}
+
+#[tokio::test]
 async fn timeout_kills_the_whole_group_including_grandchildren() {
     let rig = Rig::new();
     let mut req = rig.cmd("sleep 100 & echo bg=$!; sleep 100");

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{LazyLock, Mutex};
@@ -34,7 +35,19 @@ pub(super) struct Started {
     stderr: Option<Output>,
 }
 
-type Output = Box<dyn AsyncRead + Send + Unpin>;
+/// An output stream of a started process.
+enum Output {
+    /// A pipe's read end (non-blocking), not yet watched by the runtime.
+    Pipe(OwnedFd),
+    Reader(Reader),
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// How long a task may run before its output pipes are put on the runtime. Most tasks of a
+/// big graph are over by then: their output is read once, at the end, and registering and
+/// removing two pipes per task is saved. Nobody sees a line of output 5 ms late.
+const QUIET_START: Duration = Duration::from_millis(5);
 
 enum Process {
     /// The portable spawn (`posix_spawn`, or `fork` with a `pre_exec` hook).
@@ -228,8 +241,8 @@ fn lean(
     match spawned {
         Ok(Some(s)) => Some(Ok(Started {
             process: Process::Lean(s.child),
-            stdout: Some(Box::new(s.stdout)),
-            stderr: Some(Box::new(s.stderr)),
+            stdout: Some(Output::Pipe(s.stdout)),
+            stderr: Some(Output::Pipe(s.stderr)),
         })),
         Ok(None) => None,
         Err(e) => Some(Err(e)),
@@ -275,8 +288,8 @@ fn portable(
         }
     }
     let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().map(|s| Box::new(s) as Output);
-    let stderr = child.stderr.take().map(|s| Box::new(s) as Output);
+    let stdout = child.stdout.take().map(|s| Output::Reader(Box::new(s)));
+    let stderr = child.stderr.take().map(|s| Output::Reader(Box::new(s)));
     Ok(Started {
         process: Process::Tokio(child),
         stdout,
@@ -487,6 +500,14 @@ async fn supervise(
         );
     };
     let guard = KillOnDrop::new(pgid);
+    let (early, out, err) = match quiet_start(&mut child, out, err, req.timeout).await {
+        Ok(started) => started,
+        Err(e) => {
+            let error = format!("cannot read the task's output: {e}");
+            system(error.clone());
+            return ExecResult::failed(AttemptOutcome::Failed, None, error);
+        }
+    };
     // Both output streams are read inside this task rather than in tasks of their own: two
     // spawns and two cross-task wake-ups fewer per attempt. `pumps` ends when both streams do
     // and gives stderr's last line.
@@ -507,9 +528,12 @@ async fn supervise(
     });
     let mut pumped: Option<Option<String>> = None;
 
-    let ended = {
-        let watching = watch(&mut child, pgid, req.timeout, control, reports, &system);
-        alongside(watching, &mut pumps, &mut pumped).await
+    let ended = match early {
+        Some(status) => Ended::Exited(status),
+        None => {
+            let watching = watch(&mut child, pgid, req.timeout, control, reports, &system);
+            alongside(watching, &mut pumps, &mut pumped).await
+        }
     };
     let (status, stop) = match ended {
         Ended::Exited(status) => (status, None),
@@ -554,6 +578,91 @@ async fn supervise(
         None => format!("{} after {elapsed:.2}s", describe_status(status)),
     });
     conclude(req, status, stop, stderr_tail, &system)
+}
+
+/// Waits up to `QUIET_START` (or the timeout, if shorter) for a task with unwatched pipes to
+/// end, then makes readers of its streams: what it left in a pipe once it is over, else the
+/// pipe on the runtime. Gives the exit status if it came in that time.
+async fn quiet_start(
+    child: &mut Process,
+    out: Option<Output>,
+    err: Option<Output>,
+    timeout: Option<Duration>,
+) -> io::Result<(
+    Option<io::Result<ExitStatus>>,
+    Option<Reader>,
+    Option<Reader>,
+)> {
+    let pipes = [&out, &err]
+        .iter()
+        .any(|o| matches!(o, Some(Output::Pipe(_))));
+    let quiet = QUIET_START.min(timeout.unwrap_or(QUIET_START));
+    let early = if pipes {
+        tokio::select! {
+            status = child.wait() => Some(status),
+            _ = tokio::time::sleep(quiet) => None,
+        }
+    } else {
+        None
+    };
+    let ended = early.is_some();
+    let out = out.map(|o| o.into_reader(ended)).transpose()?.flatten();
+    let err = err.map(|o| o.into_reader(ended)).transpose()?.flatten();
+    Ok((early, out, err))
+}
+
+impl Output {
+    /// A reader of the stream; `None` for a pipe found empty and closed once the task `ended`.
+    fn into_reader(self, ended: bool) -> io::Result<Option<Reader>> {
+        let fd = match self {
+            Output::Reader(r) => return Ok(Some(r)),
+            Output::Pipe(fd) => fd,
+        };
+        let mut left = Vec::new();
+        if ended {
+            match read_available(&fd, &mut left) {
+                Ok(true) if left.is_empty() => return Ok(None),
+                Ok(true) => return Ok(Some(Box::new(io::Cursor::new(left)))),
+                // A process that left the group still holds the pipe: watch it as usual.
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "task output pipe failed");
+                    return Ok(None);
+                }
+            }
+        }
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd)?;
+        Ok(Some(if left.is_empty() {
+            Box::new(pipe)
+        } else {
+            Box::new(tokio::io::AsyncReadExt::chain(io::Cursor::new(left), pipe))
+        }))
+    }
+}
+
+/// Reads what a non-blocking pipe holds into `buf`; `true` at end of file, `false` when
+/// nothing more is there yet, or a pipe's worth was read (a writer may keep filling it).
+fn read_available(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    const AT_MOST: usize = 64 * 1024;
+    let mut chunk = [0u8; 4096];
+    while buf.len() < AT_MOST {
+        // SAFETY: reads into a buffer we own from a descriptor we own.
+        let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        match n {
+            0 => return Ok(true),
+            n if n > 0 => buf.extend_from_slice(&chunk[..n as usize]),
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock => return Ok(false),
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 enum Ended {

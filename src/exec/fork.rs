@@ -24,7 +24,6 @@ use std::sync::{LazyLock, Mutex};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::net::unix::pipe;
 
 /// The child's stack until it calls `exec` (it makes a handful of system calls).
 const STACK_BYTES: usize = 64 * 1024;
@@ -64,11 +63,12 @@ pub struct Spec<'a> {
 }
 
 /// A started process: leader of its own process group, stdin `/dev/null`, stdout and stderr
-/// pipes (non-blocking, on the runtime).
+/// pipes (their non-blocking read ends, not yet on the runtime: a task that ends quickly never
+/// needs them watched).
 pub struct Spawned {
     pub child: Child,
-    pub stdout: pipe::Receiver,
-    pub stderr: pipe::Receiver,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
 }
 
 /// Whether this spawn can be used (the kernel has not refused it before).
@@ -144,16 +144,14 @@ pub fn spawn(spec: &Spec) -> io::Result<Option<Spawned>> {
     // SAFETY: the `AsyncFd` owns the pidfd, which stays open and unchanged until it drops.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(|e| abandon(e.into()))?;
-    let stdout = pipe::Receiver::from_owned_fd_unchecked(out_r).map_err(abandon)?;
-    let stderr = pipe::Receiver::from_owned_fd_unchecked(err_r).map_err(abandon)?;
     Ok(Some(Spawned {
         child: Child {
             pid,
             pidfd,
             status: None,
         },
-        stdout,
-        stderr,
+        stdout: out_r,
+        stderr: err_r,
     }))
 }
 
@@ -464,8 +462,17 @@ mod tests {
             .unwrap()
             .expect("clone3 with a pidfd is supported here");
         let (mut out, mut err) = (String::new(), String::new());
-        s.stdout.read_to_string(&mut out).await.unwrap();
-        s.stderr.read_to_string(&mut err).await.unwrap();
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked;
+        pipe(s.stdout)
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        pipe(s.stderr)
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
         (s.child.wait().await.unwrap(), out, err)
     }
 
