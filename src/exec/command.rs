@@ -125,13 +125,18 @@ pub(super) async fn run(
     reports: mpsc::UnboundedSender<ExecMsg>,
     logs: LogStore,
 ) {
+    let mut outputs_taken = false;
     let result = match child {
-        Ok(child) => supervise(&req, child, control, &reports, &logs).await,
+        Ok(child) => supervise(&req, child, control, &reports, &logs, &mut outputs_taken).await,
         Err(error) => ExecResult::failed(AttemptOutcome::Failed, None, error),
     };
     logs.finish(&req.key);
     // The scratch files served this attempt only; contexts may hold secrets.
-    remove_scratch(&req);
+    if outputs_taken {
+        let _ = std::fs::remove_file(req.context_path());
+    } else {
+        remove_scratch(&req);
+    }
     super::report(&reports, &req.key, ExecReport::Finished(result));
 }
 
@@ -483,6 +488,7 @@ async fn supervise(
     control: mpsc::UnboundedReceiver<Control>,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     logs: &LogStore,
+    outputs_taken: &mut bool,
 ) -> ExecResult {
     let Started {
         process: mut child,
@@ -577,7 +583,7 @@ async fn supervise(
         Some(c) => format!("exited with code {c} after {elapsed:.2}s"),
         None => format!("{} after {elapsed:.2}s", describe_status(status)),
     });
-    conclude(req, status, stop, stderr_tail, &system)
+    conclude(req, status, stop, stderr_tail, &system, outputs_taken)
 }
 
 /// Waits up to `QUIET_START` (or the timeout, if shorter) for a task with unwatched pipes to
@@ -725,6 +731,7 @@ fn conclude(
     stop: Option<Stop>,
     stderr_tail: Option<String>,
     system: &impl Fn(String),
+    outputs_taken: &mut bool,
 ) -> ExecResult {
     let code = status.code();
     match (stop, code) {
@@ -737,14 +744,18 @@ fn conclude(
             code,
             "taskdeck stopped while the task ran".to_string(),
         ),
-        (None, Some(0)) => match outputs::read(&req.output_path(), req.max_output_bytes) {
-            Ok(outputs) => ExecResult::succeeded(code, outputs),
-            Err(e) => {
-                let error = req.redactor.redact(&e.to_string()).into_owned();
-                system(format!("outputs rejected: {error}"));
-                ExecResult::failed(AttemptOutcome::Failed, code, error)
+        (None, Some(0)) => {
+            // `take` removes the file as well, whatever it finds.
+            *outputs_taken = true;
+            match outputs::take(&req.output_path(), req.max_output_bytes) {
+                Ok(outputs) => ExecResult::succeeded(code, outputs),
+                Err(e) => {
+                    let error = req.redactor.redact(&e.to_string()).into_owned();
+                    system(format!("outputs rejected: {error}"));
+                    ExecResult::failed(AttemptOutcome::Failed, code, error)
+                }
             }
-        },
+        }
         (None, Some(c)) => {
             let error = match stderr_tail {
                 Some(tail) => format!("exited with code {c}: {tail}"),

@@ -24,20 +24,32 @@ pub enum OutputsError {
     EmptyKey { line: usize },
 }
 
-/// Reads and parses the outputs file; a missing or empty file means no outputs. Blocking, but
-/// the file is small and on tmpfs: cheaper than two hops to the blocking pool.
-pub fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsError> {
+/// Reads and parses the outputs file, and removes it: a missing or empty file means no
+/// outputs. One `open` for the usual case, a task that wrote none. Blocking, but the file is
+/// small and on tmpfs: cheaper than two hops to the blocking pool.
+pub fn take(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let read_err = |source| OutputsError::Read {
         path: path.display().to_string(),
         source,
     };
-    // One `stat` for the usual case, a task that wrote no outputs (an empty or missing file).
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
-        Err(e) => return Err(read_err(e)),
-    };
+    // Non-blocking: a FIFO put in the file's place must not hang the engine.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    if matches!(&opened, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok(Map::new());
+    }
+    // It has served its purpose, whatever it holds; an open file reads on without its name.
+    let _ = std::fs::remove_file(path);
+    let file = opened.map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other("not a regular file")));
+    }
+    let len = meta.len();
     if len == 0 {
         return Ok(Map::new());
     }
@@ -45,7 +57,6 @@ pub fn read(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsErro
     if len > limit as u64 {
         return Err(OutputsError::TooBig { bytes: len, limit });
     }
-    let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::with_capacity(len as usize);
     // A file still growing after the `stat` is cut one byte past the limit, then refused.
     file.take(limit as u64 + 1)
@@ -146,19 +157,37 @@ mod tests {
     fn size_limit_and_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outputs");
-        assert!(read(&path, 10).unwrap().is_empty());
+        assert!(take(&path, 10).unwrap().is_empty());
         std::fs::write(&path, "k=0123456789").unwrap();
-        let e = read(&path, 10).unwrap_err();
+        let e = take(&path, 10).unwrap_err();
         assert_eq!(
             e.to_string(),
             "outputs are 12 bytes, over the limit of 10 (defaults.max_output_bytes)"
         );
+        assert!(!path.exists(), "taken, even when refused");
         // Small file, but larger once it is JSON.
         std::fs::write(&path, "a=1\nb=2").unwrap();
         assert!(matches!(
-            read(&path, 8),
+            take(&path, 8),
             Err(OutputsError::TooBig { bytes: 13, .. })
         ));
-        assert_eq!(read(&path, 100).unwrap().len(), 2);
+        std::fs::write(&path, "a=1\nb=2").unwrap();
+        assert_eq!(take(&path, 100).unwrap().len(), 2);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn something_else_in_its_place_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outputs");
+        // A FIFO with no writer would block a plain open forever.
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+        let e = take(&path, 100).unwrap_err().to_string();
+        assert!(e.ends_with("not a regular file"), "{e}");
+        assert!(!path.exists());
+        std::fs::create_dir(&path).unwrap();
+        let e = take(&path, 100).unwrap_err().to_string();
+        assert!(e.ends_with("not a regular file"), "{e}");
     }
 }

@@ -87,7 +87,15 @@ pub struct Sqlite {
     slots: Slots,
 }
 
-type Slots = HashMap<RunId, i64>;
+type Slots = HashMap<RunId, Slot>;
+
+/// A run's slot as this connection knows it, and the row id its next segment takes (`None`:
+/// read it from the table).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: i64,
+    next: Option<i64>,
+}
 
 impl Sqlite {
     pub fn open(path: &Path) -> Result<Sqlite> {
@@ -340,14 +348,20 @@ fn remember_high_water(conn: &Connection) -> rusqlite::Result<()> {
 /// rolls back, the caller forgets its `slots`).
 fn slot_of(conn: &Connection, slots: &mut Slots, run: &RunId) -> rusqlite::Result<i64> {
     if let Some(slot) = slots.get(run) {
-        return Ok(*slot);
+        return Ok(slot.id);
     }
     conn.prepare_cached("INSERT OR IGNORE INTO run_slots (run_id) VALUES (?1)")?
         .execute([run.as_str()])?;
     let slot: i64 = conn
         .prepare_cached("SELECT slot FROM run_slots WHERE run_id = ?1")?
         .query_row([run.as_str()], |r| r.get(0))?;
-    slots.insert(run.clone(), slot);
+    slots.insert(
+        run.clone(),
+        Slot {
+            id: slot,
+            next: None,
+        },
+    );
     Ok(slot)
 }
 
@@ -355,6 +369,48 @@ fn slot_of(conn: &Connection, slots: &mut Slots, run: &RunId) -> rusqlite::Resul
 /// statement: another process may have deleted the run (a prune) or replaced the whole store
 /// (a restore) since this connection cached it; then the run gets its slot anew.
 fn insert_segment(conn: &Connection, slots: &mut Slots, seg: &Segment) -> rusqlite::Result<()> {
+    // The usual case: this connection wrote the run's last segment, so it knows the next row
+    // id and the statement reads no segment (reading the table it inserts into makes SQLite
+    // stage the row in a temporary table first).
+    if let Some(Slot {
+        id,
+        next: Some(pos),
+    }) = slots.get(&seg.run).copied()
+    {
+        let added = conn
+            .prepare_cached(
+                "INSERT INTO segments (pos, run_id, first_seq, last_seq, count, payload)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM run_slots WHERE slot = ?7 AND run_id = ?2",
+            )?
+            .execute(params![
+                pos,
+                seg.run.as_str(),
+                seg.first_seq as i64,
+                seg.last_seq as i64,
+                seg.count as i64,
+                seg.payload,
+                id
+            ]);
+        match added {
+            Ok(1) => {
+                slots.insert(
+                    seg.run.clone(),
+                    Slot {
+                        id,
+                        next: Some(pos + 1),
+                    },
+                );
+                return Ok(());
+            }
+            // The slot is gone or the row id taken: another process pruned or restored the
+            // store. Ask the table.
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation => {}
+            Err(e) => return Err(e),
+        }
+        slots.remove(&seg.run);
+    }
     let mut ins = conn.prepare_cached(
         "INSERT INTO segments (pos, run_id, first_seq, last_seq, count, payload)
          SELECT COALESCE((SELECT pos FROM segments WHERE pos > ?1 << 32 AND pos <= (?1 << 32) + ?2
@@ -373,6 +429,15 @@ fn insert_segment(conn: &Connection, slots: &mut Slots, seg: &Segment) -> rusqli
             seg.payload
         ])?;
         if added == 1 {
+            // The row id is the position (an INTEGER PRIMARY KEY).
+            let next = conn.last_insert_rowid() + 1;
+            slots.insert(
+                seg.run.clone(),
+                Slot {
+                    id: slot,
+                    next: Some(next),
+                },
+            );
             return Ok(());
         }
         slots.remove(&seg.run);
@@ -544,6 +609,8 @@ impl Backend for Sqlite {
     }
 
     fn cut_events(&mut self, run: &RunId, pos: i64, line: usize) -> Result<()> {
+        // Its next row id is read from the table again.
+        self.slots.remove(run);
         let loc = self.location();
         let err = |e| db_error(&loc, e);
         let tx = self.conn.transaction().map_err(err)?;
