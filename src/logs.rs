@@ -45,11 +45,18 @@ struct State {
     branch_labels: HashMap<AttemptKey, Arc<str>>,
 }
 
-/// Memory ring and file of one attempt (or of one run's engine log).
+/// Memory ring and file of one attempt (or of one run's engine log). An attempt's file is
+/// made with its first line of output: most tasks of a big graph print nothing.
 #[derive(Debug)]
 struct Log {
     ring: Ring,
-    file: LogFile,
+    file: Option<LogFile>,
+}
+
+impl Log {
+    fn created(&self) -> bool {
+        self.file.as_ref().is_some_and(LogFile::created)
+    }
 }
 
 impl LogStore {
@@ -104,17 +111,21 @@ impl LogStore {
             let log = state
                 .attempts
                 .entry(key.clone())
-                .or_insert_with(|| self.new_log(self.attempt_path(key)));
-            if entry.stream == LogStream::System && !log.file.created() {
+                .or_insert_with(|| self.new_log(None));
+            if entry.stream == LogStream::System && !log.created() {
                 // A task that prints nothing gets no file: our own start/exit lines wait in
                 // memory until the task's first line (creating files is a real cost per task).
                 log.ring.push(entry);
             } else {
-                if !log.file.created() {
+                if !log.created() {
                     let held: Vec<Entry> = log.ring.since(0).cloned().collect();
+                    let cap = self.inner.max_file_bytes;
+                    let file = log
+                        .file
+                        .get_or_insert_with(|| LogFile::new(self.attempt_path(key), cap));
                     for e in held {
-                        if let Err(err) = log.file.write(&e) {
-                            self.warn_once(log.file.path(), &err);
+                        if let Err(err) = file.write(&e) {
+                            self.warn_once(file.path(), &err);
                         }
                     }
                 }
@@ -140,7 +151,7 @@ impl LogStore {
             let log = state
                 .engine
                 .entry(run.clone())
-                .or_insert_with(|| self.new_log(path));
+                .or_insert_with(|| self.new_log(Some(path)));
             // Engine lines are few and matter after a crash, so they go to disk at once.
             self.append(log, entry, true);
         }
@@ -179,8 +190,8 @@ impl LogStore {
     /// The attempt's log file, if one was written.
     pub fn file(&self, key: &AttemptKey) -> Option<PathBuf> {
         let state = self.lock();
-        let log = state.attempts.get(key)?;
-        log.file.created().then(|| log.file.path().to_path_buf())
+        let file = state.attempts.get(key)?.file.as_ref()?;
+        file.created().then(|| file.path().to_path_buf())
     }
 
     /// The attempt is over: flush and close its file and give back spare memory. Lines pushed
@@ -194,8 +205,10 @@ impl LogStore {
         }
         if let Some(log) = state.attempts.get_mut(key) {
             log.ring.shrink();
-            if let Err(e) = log.file.close() {
-                self.warn_once(log.file.path(), &e);
+            if let Some(file) = log.file.as_mut()
+                && let Err(e) = file.close()
+            {
+                self.warn_once(file.path(), &e);
             }
         }
     }
@@ -232,20 +245,23 @@ impl LogStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn new_log(&self, path: PathBuf) -> Log {
+    fn new_log(&self, path: Option<PathBuf>) -> Log {
         Log {
             ring: Ring::new(self.inner.lines_in_memory),
-            file: LogFile::new(path, self.inner.max_file_bytes),
+            file: path.map(|p| LogFile::new(p, self.inner.max_file_bytes)),
         }
     }
 
+    /// Keeps the line in memory and writes it to the log's file (made by now).
     fn append(&self, log: &mut Log, entry: Entry, flush: bool) {
-        let mut result = log.file.write(&entry);
-        if flush && result.is_ok() {
-            result = log.file.flush();
-        }
-        if let Err(e) = result {
-            self.warn_once(log.file.path(), &e);
+        if let Some(file) = log.file.as_mut() {
+            let mut result = file.write(&entry);
+            if flush && result.is_ok() {
+                result = file.flush();
+            }
+            if let Err(e) = result {
+                self.warn_once(file.path(), &e);
+            }
         }
         log.ring.push(entry);
     }
