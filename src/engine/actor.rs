@@ -1512,24 +1512,33 @@ impl Actor {
         let defaults = &self.opts.config.defaults;
         let doc = context::task_context(&self.opts.config.context, run, t, agent, attempt, secrets)
             .map_err(|e| e.to_string())?;
-        let mut json = doc
-            .to_json(defaults.max_context_bytes)
-            .map_err(|e| e.to_string())?;
+        // A builtin is given no context: neither its text nor its tree is made.
+        let builtin = matches!(spec.action, Action::Builtin(_));
+        let mut json = if builtin {
+            Vec::new()
+        } else {
+            doc.to_json(defaults.max_context_bytes)
+                .map_err(|e| e.to_string())?
+        };
         let agent_spec = self
             .state
             .agents
             .get(agent)
             .map(|a| &a.spec)
             .ok_or_else(|| format!("agent `{agent}` is gone"))?;
-        // A command with no template anywhere (the common case) needs no JSON tree of the
-        // context: only its text, for the file.
-        let plain = matches!(&spec.action, Action::Run(cmd) if !crate::template::is_template(cmd))
-            && agent_spec.kind != AgentKind::Http
-            && !agent_spec
-                .env
-                .values()
-                .chain(spec.env.values())
-                .any(|v| crate::template::is_template(v))
+        // A builtin, or a command with no template anywhere (the common case), needs no JSON
+        // tree of the context: a command only its text, for the file.
+        let plain = match &spec.action {
+            Action::Builtin(_) => true,
+            Action::Run(cmd) => {
+                !crate::template::is_template(cmd) && agent_spec.kind != AgentKind::Http
+            }
+            Action::Prompt(_) => false,
+        } && !agent_spec
+            .env
+            .values()
+            .chain(spec.env.values())
+            .any(|v| crate::template::is_template(v))
             && !spec
                 .cwd
                 .as_deref()
