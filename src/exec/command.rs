@@ -485,7 +485,7 @@ fn cannot_start(program: &str, e: &io::Error) -> String {
 async fn supervise(
     req: &ExecRequest,
     started: Started,
-    control: mpsc::UnboundedReceiver<Control>,
+    mut control: mpsc::UnboundedReceiver<Control>,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     logs: &LogStore,
     outputs_taken: &mut bool,
@@ -506,14 +506,22 @@ async fn supervise(
         );
     };
     let guard = KillOnDrop::new(pgid);
-    let (early, out, err) = match quiet_start(&mut child, out, err, req.timeout).await {
-        Ok(started) => started,
+    // The timeout counts from the start, quiet period included.
+    let deadline = req.timeout.map(|t| started + t);
+    let quiet = match quiet_start(&mut child, &mut control, out, err, deadline).await {
+        Ok(quiet) => quiet,
         Err(e) => {
             let error = format!("cannot read the task's output: {e}");
             system(error.clone());
             return ExecResult::failed(AttemptOutcome::Failed, None, error);
         }
     };
+    let QuietStart {
+        exited,
+        control: first,
+        stdout: out,
+        stderr: err,
+    } = quiet;
     // Both output streams are read inside this task rather than in tasks of their own: two
     // spawns and two cross-task wake-ups fewer per attempt. `pumps` ends when both streams do
     // and gives stderr's last line.
@@ -534,10 +542,10 @@ async fn supervise(
     });
     let mut pumped: Option<Option<String>> = None;
 
-    let ended = match early {
+    let ended = match exited {
         Some(status) => Ended::Exited(status),
         None => {
-            let watching = watch(&mut child, pgid, req.timeout, control, reports, &system);
+            let watching = watch(&mut child, pgid, deadline, first, control, reports, &system);
             alongside(watching, &mut pumps, &mut pumped).await
         }
     };
@@ -586,35 +594,52 @@ async fn supervise(
     conclude(req, status, stop, stderr_tail, &system, outputs_taken)
 }
 
-/// Waits up to `QUIET_START` (or the timeout, if shorter) for a task with unwatched pipes to
-/// end, then makes readers of its streams: what it left in a pipe once it is over, else the
-/// pipe on the runtime. Gives the exit status if it came in that time.
+/// What happened in a task's first moments, and readers of its output streams.
+struct QuietStart {
+    /// The exit status, if the task ended then.
+    exited: Option<io::Result<ExitStatus>>,
+    /// A control message that came then (`Some(None)`: the control handle was dropped), for
+    /// `watch` to act on first.
+    control: Option<Option<Control>>,
+    stdout: Option<Reader>,
+    stderr: Option<Reader>,
+}
+
+/// Waits up to `QUIET_START` for a task with unwatched pipes to end, then makes readers of its
+/// streams: what it left in a pipe once it is over, else the pipe on the runtime. The wait is
+/// cut short by the deadline or a control message (a pause or a cancel acts at once).
 async fn quiet_start(
     child: &mut Process,
+    control: &mut mpsc::UnboundedReceiver<Control>,
     out: Option<Output>,
     err: Option<Output>,
-    timeout: Option<Duration>,
-) -> io::Result<(
-    Option<io::Result<ExitStatus>>,
-    Option<Reader>,
-    Option<Reader>,
-)> {
+    deadline: Option<Instant>,
+) -> io::Result<QuietStart> {
     let pipes = [&out, &err]
         .iter()
         .any(|o| matches!(o, Some(Output::Pipe(_))));
-    let quiet = QUIET_START.min(timeout.unwrap_or(QUIET_START));
-    let early = if pipes {
+    let mut quiet_end = Instant::now() + QUIET_START;
+    if let Some(d) = deadline {
+        quiet_end = quiet_end.min(d);
+    }
+    let (exited, first) = if pipes {
         tokio::select! {
-            status = child.wait() => Some(status),
-            _ = tokio::time::sleep(quiet) => None,
+            // A pause or cancel sent with the start wins over an exit at the same moment.
+            biased;
+            c = control.recv() => (None, Some(c)),
+            status = child.wait() => (Some(status), None),
+            _ = tokio::time::sleep_until(quiet_end) => (None, None),
         }
     } else {
-        None
+        (None, None)
     };
-    let ended = early.is_some();
-    let out = out.map(|o| o.into_reader(ended)).transpose()?.flatten();
-    let err = err.map(|o| o.into_reader(ended)).transpose()?.flatten();
-    Ok((early, out, err))
+    let ended = exited.is_some();
+    Ok(QuietStart {
+        exited,
+        control: first,
+        stdout: out.map(|o| o.into_reader(ended)).transpose()?.flatten(),
+        stderr: err.map(|o| o.into_reader(ended)).transpose()?.flatten(),
+    })
 }
 
 impl Output {
@@ -676,50 +701,61 @@ enum Ended {
     Stopped(Stop),
 }
 
-/// Waits for the leader to exit, applying pause/resume on the way, until the timeout, a cancel
-/// or the engine going away says stop.
+/// Waits for the leader to exit, applying pause/resume on the way, until the deadline, a cancel
+/// or the engine going away says stop. `pending` came in before (see `quiet_start`) and is
+/// acted on first.
 async fn watch(
     child: &mut Process,
     pgid: u32,
-    timeout: Option<Duration>,
+    mut deadline: Option<Instant>,
+    mut pending: Option<Option<Control>>,
     mut control: mpsc::UnboundedReceiver<Control>,
     reports: &mpsc::UnboundedSender<ExecMsg>,
     system: &impl Fn(String),
 ) -> Ended {
     // Time spent paused does not count against the timeout: while paused, `deadline` is `None`
     // and `paused` holds what remained of it.
-    let mut deadline = timeout.map(|t| Instant::now() + t);
     let mut paused: Option<Option<Duration>> = None;
     let mut control_open = true;
     loop {
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
+        let next = match pending.take() {
+            Some(c) => c,
+            None => {
+                let timer = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    s = child.wait() => return Ended::Exited(s),
+                    _ = timer => return Ended::Stopped(Stop::Timeout),
+                    _ = reports.closed() => return Ended::Stopped(Stop::EngineGone),
+                    c = control.recv(), if control_open => c,
+                }
             }
         };
-        tokio::select! {
-            s = child.wait() => return Ended::Exited(s),
-            _ = timer => return Ended::Stopped(Stop::Timeout),
-            _ = reports.closed() => return Ended::Stopped(Stop::EngineGone),
-            c = control.recv(), if control_open => match c {
-                Some(Control::Cancel) => return Ended::Stopped(Stop::Cancel),
-                Some(Control::Pause) if paused.is_none() => {
-                    group::signal(pgid, libc::SIGSTOP);
-                    paused = Some(deadline.take().map(|d| d.saturating_duration_since(Instant::now())));
-                    system("paused (SIGSTOP to the process group)".to_string());
+        match next {
+            Some(Control::Cancel) => return Ended::Stopped(Stop::Cancel),
+            Some(Control::Pause) if paused.is_none() => {
+                group::signal(pgid, libc::SIGSTOP);
+                paused = Some(
+                    deadline
+                        .take()
+                        .map(|d| d.saturating_duration_since(Instant::now())),
+                );
+                system("paused (SIGSTOP to the process group)".to_string());
+            }
+            Some(Control::Resume) => {
+                if let Some(left) = paused.take() {
+                    group::signal(pgid, libc::SIGCONT);
+                    deadline = left.map(|l| Instant::now() + l);
+                    system("resumed (SIGCONT to the process group)".to_string());
                 }
-                Some(Control::Resume) => {
-                    if let Some(left) = paused.take() {
-                        group::signal(pgid, libc::SIGCONT);
-                        deadline = left.map(|l| Instant::now() + l);
-                        system("resumed (SIGCONT to the process group)".to_string());
-                    }
-                }
-                Some(Control::Pause) => {}
-                // The handle was dropped: the attempt runs on, uncontrolled.
-                None => control_open = false,
-            },
+            }
+            Some(Control::Pause) => {}
+            // The handle was dropped: the attempt runs on, uncontrolled.
+            None => control_open = false,
         }
     }
 }

@@ -34,17 +34,23 @@ pub fn take(path: &Path, limit: usize) -> Result<Map<String, Value>, OutputsErro
         path: path.display().to_string(),
         source,
     };
-    // Non-blocking: a FIFO put in the file's place must not hang the engine.
+    // Non-blocking: a FIFO put in the file's place must not hang the engine. Not through a
+    // symbolic link: the file is the task's own, and nothing of this attempt may outlive it.
     let opened = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path);
     if matches!(&opened, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
         return Ok(Map::new());
     }
     // It has served its purpose, whatever it holds; an open file reads on without its name.
     let _ = std::fs::remove_file(path);
-    let file = opened.map_err(read_err)?;
+    let file = opened.map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => read_err(std::io::Error::other(
+            "it is a symbolic link; write the outputs into the file itself",
+        )),
+        _ => read_err(e),
+    })?;
     let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
         return Err(read_err(std::io::Error::other("not a regular file")));
@@ -189,5 +195,11 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let e = take(&path, 100).unwrap_err().to_string();
         assert!(e.ends_with("not a regular file"), "{e}");
+        std::fs::remove_dir(&path).unwrap();
+        // A link, even one to nothing, is refused and removed.
+        std::os::unix::fs::symlink(dir.path().join("missing"), &path).unwrap();
+        let e = take(&path, 100).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(path.symlink_metadata().is_err(), "the link is gone");
     }
 }
