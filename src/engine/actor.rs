@@ -1526,24 +1526,11 @@ impl Actor {
             .get(agent)
             .map(|a| &a.spec)
             .ok_or_else(|| format!("agent `{agent}` is gone"))?;
-        // A builtin, or a command with no template anywhere (the common case), needs no JSON
-        // tree of the context: a command only its text, for the file.
-        let plain = match &spec.action {
-            Action::Builtin(_) => true,
-            Action::Run(cmd) => {
-                !crate::template::is_template(cmd) && agent_spec.kind != AgentKind::Http
-            }
-            Action::Prompt(_) => false,
-        } && !agent_spec
-            .env
-            .values()
-            .chain(spec.env.values())
-            .any(|v| crate::template::is_template(v))
-            && !spec
-                .cwd
-                .as_deref()
-                .is_some_and(crate::template::is_template);
-        let mut ctx = if plain { Value::Null } else { doc.to_value() };
+        let mut ctx = if renders_context(spec, agent_spec) {
+            doc.to_value()
+        } else {
+            Value::Null
+        };
         let render = |what: &str, src: &str, ctx: &Value| {
             crate::template::render(src, ctx).map_err(|e| format!("cannot render {what}: {e}"))
         };
@@ -2126,4 +2113,24 @@ impl Actor {
             ),
         }
     }
+}
+
+/// Whether preparing task `spec` on an agent like `agent` reads the context as a JSON tree:
+/// a template in its command, prompt, environment or `cwd`, or an agent that is sent it. A
+/// builtin, or a command with no template anywhere (the common case), needs none; a command
+/// only gets the context's text, in its file.
+fn renders_context(spec: &crate::spec::TaskSpec, agent: &crate::spec::AgentSpec) -> bool {
+    use crate::template::is_template;
+    let action = match &spec.action {
+        Action::Builtin(_) => false,
+        Action::Run(cmd) => is_template(cmd) || agent.kind == AgentKind::Http,
+        Action::Prompt(_) => true,
+    };
+    action
+        || agent
+            .env
+            .values()
+            .chain(spec.env.values())
+            .any(|v| is_template(v))
+        || spec.cwd.as_deref().is_some_and(is_template)
 }
